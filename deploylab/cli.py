@@ -1,0 +1,141 @@
+"""The ``deploylab`` command line: thin wrappers over the package's functions.
+
+Bad input ends with one line on stderr and exit status 2, never a traceback; a check
+that runs but fails (e.g. parity outside tolerance) exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+from deploylab.errors import DeployLabError
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse prints usage + message; keep it to one line
+        self.exit(EXIT_BAD_INPUT, f"deploylab: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _cmd_export(args) -> int:
+    from deploylab.export import export_bundle, verify_export
+    from deploylab.models import resolve_model
+
+    bundle = resolve_model(args.model, checkpoint=args.checkpoint, input_shape=args.input_shape)
+    print(f"model: {bundle.name} ({bundle.weights}), input {'x'.join(map(str, bundle.input_shape))}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = export_bundle(bundle, args.output, exporter=args.exporter, opset=args.opset,
+                               dynamic_batch=args.dynamic_batch)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    print(report.format())
+    if args.no_verify:
+        return EXIT_OK
+    parity = verify_export(bundle, report.path, atol=args.atol, rtol=args.rtol)
+    print(parity.format())
+    return EXIT_OK if parity.passed else EXIT_CHECK_FAILED
+
+
+def _cmd_inspect(args) -> int:
+    from deploylab.onnx_tools import check_onnx, summarize_onnx
+
+    summary = summarize_onnx(args.file)
+    check = check_onnx(args.file)
+    if args.json:
+        data = summary.to_dict()
+        data["checker"] = {"valid": check.valid, "error": check.error,
+                           "inferred_value_infos": check.inferred_value_infos}
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(summary.format())
+        verdict = "valid" if check.valid else f"INVALID: {check.error}"
+        print(f"checker:     {verdict}; shape inference typed "
+              f"{check.inferred_value_infos}/{check.intermediate_tensors} intermediate tensors")
+    if args.draw:
+        from deploylab.graph_plot import draw_onnx_graph
+
+        draw_onnx_graph(args.file, path=args.draw)
+        print(f"graph drawn to {args.draw}")
+    return EXIT_OK if check.valid else EXIT_CHECK_FAILED
+
+
+def _cmd_env(args) -> int:
+    from deploylab.env import collect_environment, format_environment
+
+    env = collect_environment()
+    print(json.dumps(env, indent=2, default=str) if args.json else format_environment(env))
+    return EXIT_OK
+
+
+def _cmd_train_lenet(args) -> int:
+    from deploylab.models.lenet import save_lenet_checkpoint, train_lenet
+
+    model, report = train_lenet(epochs=args.epochs, seed=args.seed, progress=True)
+    path = save_lenet_checkpoint(model, args.output)
+    print(f"LeNet trained in {report.seconds:.1f} s: train accuracy {report.train_accuracy:.2%}, "
+          f"test accuracy {report.test_accuracy:.2%}; saved to {path}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deploylab.models import MODEL_SPEC_HELP
+
+    parser = _Parser(prog="deploylab", description="Deploy PyTorch models: export, inspect, run, compare.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("export", help="export a model to ONNX and check it against PyTorch")
+    p.add_argument("model", help=f"model spec: {MODEL_SPEC_HELP}")
+    p.add_argument("-o", "--output", required=True, type=Path, help="ONNX file to write")
+    p.add_argument("--opset", type=int, default=None, help="opset to request (default: exporter's)")
+    p.add_argument("--exporter", choices=("dynamo", "torchscript"), default="dynamo")
+    p.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension symbolic")
+    p.add_argument("--checkpoint", type=Path, default=None, help="state dict to load (.pth/.pt)")
+    p.add_argument("--input-shape", default=None, help="example input shape, e.g. 1x3x224x224")
+    p.add_argument("--atol", type=float, default=1e-4, help="parity absolute tolerance")
+    p.add_argument("--rtol", type=float, default=1e-3, help="parity relative tolerance")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime parity run")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("inspect", help="summarise and check an ONNX file")
+    p.add_argument("file", type=Path)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--draw", type=Path, default=None, metavar="PNG", help="draw the graph to a PNG")
+    p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("env", help="versions, CPU features and GPUs of this machine")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_env)
+
+    p = sub.add_parser("train-lenet", help="train the seed's LeNet on sklearn digits")
+    p.add_argument("-o", "--output", type=Path, default=None, help="checkpoint to write")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_train_lenet)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "output", 1) is None:
+        from deploylab.models.lenet import LENET_CHECKPOINT
+
+        args.output = LENET_CHECKPOINT
+    try:
+        return args.func(args)
+    except DeployLabError as exc:
+        print(f"deploylab {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("deploylab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

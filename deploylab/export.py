@@ -1,0 +1,292 @@
+"""PyTorch -> ONNX with either exporter, and a report of what was really produced.
+
+Two exporters live behind ``torch.onnx.export``:
+
+- ``"dynamo"`` (the default since PyTorch 2.9): captures the model with
+  ``torch.export`` and translates the graph with onnxscript. Its lowest opset is 18: a
+  request for an older opset gives an 18 model and a logged conversion failure. Dynamic
+  dimensions are declared with ``dynamic_shapes`` and ``torch.export.Dim``.
+- ``"torchscript"`` (``dynamo=False``, deprecated): traces the model with TorchScript,
+  honours old opsets such as the seed's 11, declares dynamic dims with ``dynamic_axes``.
+
+Exporters are chatty (progress lines, warnings, tracebacks from the version converter).
+By default that text is captured into the report instead of the screen, and anything a
+user must know (such as an opset that differs from the request) is raised as a
+:class:`ExportWarning`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploylab.compare import ArrayComparison, compare_arrays
+from deploylab.errors import DeployLabError
+from deploylab.onnx_tools import OnnxSummary, summarize_onnx
+
+EXPORTERS = ("dynamo", "torchscript")
+DYNAMO_MIN_OPSET = 18
+BATCH_DIM_NAME = "batch"
+# A single protobuf cannot exceed 2 GiB; below this the weights stay inside the .onnx file.
+EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000
+_CHATTY_LOGGERS = ("torch.onnx", "torch.export", "torch._dynamo", "torch.fx", "onnxscript", "onnx_ir")
+
+
+class ExportWarning(UserWarning):
+    """Something about an export the user should know (e.g. the opset differs from the request)."""
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` produced: the exporter's settings plus a summary of the file."""
+
+    exporter: str
+    requested_opset: int | None
+    seconds: float
+    summary: OnnxSummary
+    dynamic_batch: bool
+    warnings: list[str] = field(default_factory=list)
+    log: str = ""
+
+    @property
+    def path(self) -> Path:
+        return Path(self.summary.path)
+
+    @property
+    def opset(self) -> int:
+        return self.summary.opset
+
+    def format(self) -> str:
+        asked = "exporter default" if self.requested_opset is None else str(self.requested_opset)
+        head = (
+            f"exporter:    {self.exporter} ({self.seconds:.2f} s)\n"
+            f"opset asked: {asked}, opset in file: {self.opset}\n"
+        )
+        return head + self.summary.format()
+
+
+class _CapturingHandler(logging.Handler):
+    def __init__(self, sink: io.StringIO):
+        super().__init__(logging.DEBUG)
+        self.sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.sink.write(self.format(record) + "\n")
+
+
+@contextlib.contextmanager
+def _captured_output(enabled: bool):
+    """Send stdout, stderr and the exporters' loggers to one buffer while ``enabled``."""
+    sink = io.StringIO()
+    if not enabled:
+        yield sink
+        return
+    handler = _CapturingHandler(sink)
+    saved = []
+    for name in _CHATTY_LOGGERS:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.handlers[:], lg.propagate))
+        lg.handlers, lg.propagate = [handler], False
+    try:
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+            yield sink
+    finally:
+        for lg, handlers, propagate in saved:
+            lg.handlers, lg.propagate = handlers, propagate
+
+
+def _parameter_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
+
+
+def _as_args(example_args) -> tuple:
+    return tuple(example_args) if isinstance(example_args, (tuple, list)) else (example_args,)
+
+
+def export_onnx(
+    model: nn.Module,
+    example_args,
+    path: str | Path,
+    *,
+    exporter: str = "dynamo",
+    opset: int | None = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
+    dynamic_batch: bool = False,
+    verbose: bool = False,
+) -> ExportReport:
+    """Export ``model`` called as ``model(*example_args)`` to ``path`` and report the result.
+
+    ``exporter`` is ``"dynamo"`` or ``"torchscript"``; ``opset=None`` takes the exporter's
+    default. ``dynamic_batch`` makes dim 0 of the first input (and of every output)
+    symbolic, named ``batch``. The file is self-contained unless the weights approach
+    the 2 GiB protobuf limit. With ``verbose=False`` the exporter's own messages are kept
+    in ``report.log``; an opset other than the requested one raises an ExportWarning.
+    """
+    if exporter not in EXPORTERS:
+        raise DeployLabError(f"unknown exporter {exporter!r}; use one of {', '.join(EXPORTERS)}")
+    if opset is not None and not (7 <= int(opset) <= 30):
+        raise DeployLabError(f"opset {opset!r} is out of range; ONNX opsets run from 7 to the low 20s")
+    args = _as_args(example_args)
+    if not args or not isinstance(args[0], torch.Tensor):
+        raise DeployLabError("example_args must start with an input tensor, e.g. (torch.rand(1, 3, 224, 224),)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    input_names = list(input_names or ["input"])
+    output_names = list(output_names or ["output"])
+    model = model.eval()
+    kwargs: dict = dict(input_names=input_names, output_names=output_names)
+    if opset is not None:
+        kwargs["opset_version"] = int(opset)
+    if exporter == "dynamo":
+        kwargs.update(dynamo=True, verbose=verbose,
+                      external_data=_parameter_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES)
+        if dynamic_batch:
+            batch = torch.export.Dim(BATCH_DIM_NAME, min=1)
+            kwargs["dynamic_shapes"] = tuple(
+                {0: batch} if i == 0 else None for i in range(len(args))
+            )
+    else:
+        kwargs.update(dynamo=False)
+        if dynamic_batch:
+            kwargs["dynamic_axes"] = {
+                name: {0: BATCH_DIM_NAME} for name in input_names[:1] + output_names
+            }
+    start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught, _captured_output(not verbose) as log:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            try:
+                torch.onnx.export(model, args, str(path), **kwargs)
+            except Exception as exc:
+                raise _export_error(exc, exporter, log.getvalue()) from exc
+    seconds = time.perf_counter() - start
+    messages = _dedupe(f"{w.category.__name__}: {w.message}" for w in caught)
+    if verbose:
+        for w in caught:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if dynamic_batch:
+        _name_batch_dim(path)
+    summary = summarize_onnx(path)
+    report = ExportReport(exporter, opset, seconds, summary, dynamic_batch, messages, log.getvalue())
+    if opset is not None and summary.opset != int(opset):
+        note = (
+            f"asked for opset {opset}, but {path.name} has opset {summary.opset}: the {exporter} "
+            f"exporter cannot produce opset {opset}"
+            + (f" (its lowest is {DYNAMO_MIN_OPSET}; use exporter='torchscript' for older opsets)"
+               if exporter == "dynamo" else "")
+        )
+        report.warnings.insert(0, note)
+        warnings.warn(note, ExportWarning, stacklevel=2)
+    return report
+
+
+def _name_batch_dim(path: Path) -> None:
+    """Call the symbolic batch dim ``batch`` everywhere in the file.
+
+    The dynamo exporter names it after ``Dim`` only when every positional argument is a
+    tensor; with the seed's ``(x, False)`` it keeps an internal name such as ``s45``.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    first = model.graph.input[0].type.tensor_type.shape.dim
+    old = first[0].dim_param if len(first) else ""
+    if not old or old == BATCH_DIM_NAME:
+        return
+    for info in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param == old:
+                dim.dim_param = BATCH_DIM_NAME
+    onnx.save(model, str(path))
+
+
+def _dedupe(messages) -> list[str]:
+    seen: dict[str, None] = {}
+    for m in messages:
+        seen.setdefault(m.strip(), None)
+    return list(seen)
+
+
+def _export_error(exc: Exception, exporter: str, log: str) -> DeployLabError:
+    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
+    first = lines[0][:300] if lines else type(exc).__name__
+    other = "torchscript" if exporter == "dynamo" else "dynamo"
+    return DeployLabError(
+        f"the {exporter} exporter failed: {first}. Try exporter={other!r}, or rewrite the "
+        "unsupported part of the model (notebook 07 shows how)"
+    )
+
+
+def export_bundle(bundle, path: str | Path, **kwargs) -> ExportReport:
+    """:func:`export_onnx` for a :class:`deploylab.models.ModelBundle` (its args and names)."""
+    kwargs.setdefault("input_names", bundle.input_names)
+    kwargs.setdefault("output_names", bundle.output_names)
+    return export_onnx(bundle.model, bundle.example_args, path, **kwargs)
+
+
+# ---------------------------------------------------------------- parity
+@dataclass
+class ParityReport:
+    """ONNX Runtime against PyTorch on seeded inputs, one comparison per batch size."""
+
+    onnx_path: str
+    comparisons: list[ArrayComparison]
+    batch_sizes: list[int]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.comparisons)
+
+    @property
+    def max_abs_error(self) -> float:
+        return max(c.max_abs_error for c in self.comparisons)
+
+    def format(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        lines = [f"parity ONNX Runtime vs PyTorch: {verdict}"]
+        lines += [f"  batch {b}: {c.format()}" for b, c in zip(self.batch_sizes, self.comparisons)]
+        return "\n".join(lines)
+
+
+def verify_export(
+    bundle,
+    onnx_path: str | Path,
+    batch_sizes: tuple[int, ...] | None = None,
+    seed: int = 0,
+    atol: float = 1e-4,
+    rtol: float = 1e-3,
+) -> ParityReport:
+    """Run ``onnx_path`` in ONNX Runtime (CPU) and ``bundle.reference`` on the same seeded inputs.
+
+    Inputs are uniform in [0, 1) with the bundle's example shape; ``batch_sizes``
+    defaults to the example batch, plus batch 3 when the ONNX input has a symbolic batch
+    dim (so a dynamic export is proven at a size it was not traced at).
+    """
+    from deploylab.backends.onnxruntime import create_session
+
+    session = create_session(onnx_path)
+    ort_input = session.get_inputs()[0]
+    example_shape = tuple(bundle.input_shape)
+    if batch_sizes is None:
+        batch_sizes = (example_shape[0],)
+        if isinstance(ort_input.shape[0], str) or ort_input.shape[0] is None:
+            batch_sizes += (3,)
+    comparisons = []
+    generator = torch.Generator().manual_seed(seed)
+    for batch in batch_sizes:
+        x = torch.rand((batch,) + example_shape[1:], generator=generator)
+        expected = bundle.reference(x)
+        got = session.run(None, {ort_input.name: x.numpy()})[0]
+        comparisons.append(compare_arrays(expected, np.asarray(got), atol=atol, rtol=rtol,
+                                          name=session.get_outputs()[0].name))
+    return ParityReport(str(onnx_path), comparisons, list(batch_sizes))

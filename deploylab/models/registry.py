@@ -1,0 +1,200 @@
+"""Model specs -> a model plus a matching example input.
+
+Accepted specs:
+
+- ``lenet``: the seed's LeNet with the shipped digits weights, input 1x1x32x32;
+- ``resnet18``: torchvision's ResNet-18 carrying the mmcls weights (real checkpoint if
+  present, else seeded), input 1x3x224x224, output logits;
+- ``mmcls:<config>``: the seed's route, ``init_model`` on an mmcls config (a file or a
+  config name of the installed mmcls), called as ``model(x, False)``; its export ends
+  in Softmax (the head returns probabilities while exporting);
+- ``torchvision:<name>``: any torchvision classification model, seeded weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deploylab.errors import DeployLabError
+
+MODEL_SPEC_HELP = "lenet, resnet18, mmcls:<config path or name>, torchvision:<model name>"
+
+
+@dataclass
+class ModelBundle:
+    """A model ready to export: the module, its example arguments and how to read its output.
+
+    ``example_args`` is the tuple passed to ``torch.onnx.export`` (for mmcls it is the
+    seed's ``(x, False)``). ``reference`` maps an input tensor to the array the exported
+    ONNX model should produce, so parity checks compare like with like.
+    """
+
+    name: str
+    model: nn.Module
+    example_args: tuple
+    weights: str
+    output_kind: str  # "logits" or "probabilities"
+    reference: Callable[[torch.Tensor], np.ndarray]
+    input_names: list[str] = field(default_factory=lambda: ["input"])
+    output_names: list[str] = field(default_factory=lambda: ["output"])
+
+    @property
+    def example_input(self) -> torch.Tensor:
+        return self.example_args[0]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.example_input.shape)
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """``"1x3x224x224"`` -> ``(1, 3, 224, 224)``; a clear error for anything else."""
+    parts = str(text).lower().replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise DeployLabError(
+            f"input shape {text!r} is not a list of positive integers joined by 'x'; "
+            "write it like 1x3x224x224"
+        )
+    return dims
+
+
+def _plain_reference(model: nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
+    def reference(x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return model(x).detach().cpu().numpy()
+
+    return reference
+
+
+def _mmcls_reference(model: nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
+    # Eager mmcls returns a list of per-image softmax numpy arrays; the exported graph
+    # returns the batched softmax tensor. Stacking makes them comparable.
+    def reference(x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return np.stack(model(x, return_loss=False))
+
+    return reference
+
+
+def _seeded_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _check_runs(bundle: ModelBundle, default_shape: tuple[int, ...]) -> ModelBundle:
+    """Run the model once so a wrong input shape fails here, with a useful message."""
+    try:
+        bundle.reference(bundle.example_input)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        shape = "x".join(map(str, bundle.input_shape))
+        raise DeployLabError(
+            f"input shape {shape} does not fit model {bundle.name!r} ({first}); "
+            f"use a shape like {'x'.join(map(str, default_shape))}"
+        ) from exc
+    return bundle
+
+
+def resolve_model(
+    spec: str,
+    checkpoint: str | Path | None = None,
+    input_shape: tuple[int, ...] | str | None = None,
+    seed: int = 0,
+) -> ModelBundle:
+    """Turn a model spec (see module docstring) into a :class:`ModelBundle` in eval mode."""
+    if isinstance(input_shape, str):
+        input_shape = parse_shape(input_shape)
+    spec = spec.strip()
+    kind, _, arg = spec.partition(":")
+    kind = kind.lower()
+    if kind == "lenet" and not arg:
+        bundle, default = _lenet(checkpoint, input_shape, seed), (1, 1, 32, 32)
+    elif kind == "resnet18" and not arg:
+        bundle, default = _resnet18(checkpoint, input_shape, seed), (1, 3, 224, 224)
+    elif kind == "mmcls" and arg:
+        bundle, default = _mmcls(arg, checkpoint, input_shape, seed), (1, 3, 224, 224)
+    elif kind == "torchvision" and arg:
+        bundle, default = _torchvision(arg, checkpoint, input_shape, seed)
+    else:
+        raise DeployLabError(f"unknown model {spec!r}; use one of: {MODEL_SPEC_HELP}")
+    return _check_runs(bundle, default)
+
+
+def _lenet(checkpoint, input_shape, seed) -> ModelBundle:
+    from deploylab.models.lenet import LENET_CHECKPOINT, LENET_INPUT_SHAPE, load_lenet
+
+    model = load_lenet(checkpoint)
+    weights = f"checkpoint {checkpoint or LENET_CHECKPOINT.name} (trained on sklearn digits)"
+    x = _seeded_input(tuple(input_shape or LENET_INPUT_SHAPE), seed)
+    return ModelBundle("lenet", model, (x,), weights, "logits", _plain_reference(model))
+
+
+def _resnet18(checkpoint, input_shape, seed) -> ModelBundle:
+    from deploylab.models.resnet import (
+        RESNET_INPUT_SHAPE,
+        build_torchvision_resnet18,
+        mmcls_to_torchvision,
+        resnet18_state_dict,
+    )
+
+    state, source = resnet18_state_dict(checkpoint, seed=seed)
+    model = build_torchvision_resnet18(mmcls_to_torchvision(state))
+    x = _seeded_input(tuple(input_shape or RESNET_INPUT_SHAPE), seed)
+    return ModelBundle("resnet18", model, (x,), source, "logits", _plain_reference(model))
+
+
+def _mmcls(config, checkpoint, input_shape, seed) -> ModelBundle:
+    from deploylab.models.resnet import (
+        RESNET_INPUT_SHAPE,
+        build_mmcls_classifier,
+        mmcls_config_path,
+        resnet18_state_dict,
+    )
+
+    path = mmcls_config_path(config)
+    if path.name.startswith("resnet18_"):
+        state, source = resnet18_state_dict(checkpoint, seed=seed)
+    else:
+        state, source = checkpoint, (f"checkpoint {checkpoint}" if checkpoint else f"seeded (seed {seed})")
+    model = build_mmcls_classifier(path, state, seed=seed)
+    x = _seeded_input(tuple(input_shape or RESNET_INPUT_SHAPE), seed)
+    # The seed's export call passes (x, False): return_loss=False selects the test path.
+    return ModelBundle(f"mmcls:{path.name}", model, (x, False), source, "probabilities",
+                       _mmcls_reference(model))
+
+
+def _torchvision(name, checkpoint, input_shape, seed):
+    import torchvision
+
+    available = set(torchvision.models.list_models(module=torchvision.models))
+    if name not in available:
+        close = sorted(n for n in available if name.lower()[:4] in n)[:6]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise DeployLabError(
+            f"unknown torchvision classification model {name!r}{hint}; "
+            "see torchvision.models.list_models(module=torchvision.models)"
+        )
+    from deploylab.models.checkpoint import load_state_dict_into
+
+    torch.manual_seed(seed)
+    kwargs = {"aux_logits": False, "init_weights": False} if name in ("inception_v3", "googlenet") else {}
+    model = torchvision.models.get_model(name, weights=None, **kwargs)
+    if checkpoint is not None:
+        load_state_dict_into(model, checkpoint)
+        source = f"checkpoint {checkpoint}"
+    else:
+        source = f"seeded random initialisation (seed {seed})"
+    model.eval()
+    default = (1, 3, 299, 299) if name == "inception_v3" else (1, 3, 224, 224)
+    x = _seeded_input(tuple(input_shape or default), seed)
+    bundle = ModelBundle(f"torchvision:{name}", model, (x,), source, "logits", _plain_reference(model))
+    return bundle, default
