@@ -11,7 +11,6 @@ COURSE_DIR := build/course
 # Notebook kernels run `python` from PATH: make it the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: help install course test lab notebooks lock clean
 

@@ -13,9 +13,14 @@ if not logger.handlers:
     logger.propagate = False
 
 
+_announced: set[str] = set()
+
+
 def announce(message: str) -> None:
-    """Tell the user something they must know about the result (one line, stderr)."""
-    logger.warning(message)
+    """Tell the user something they must know about the result: one line on stderr, once per process."""
+    if message not in _announced:
+        _announced.add(message)
+        logger.warning(message)
 
 
 def info(message: str) -> None:

@@ -44,6 +44,13 @@ class ModelBundle:
     input_names: list[str] = field(default_factory=lambda: ["input"])
     output_names: list[str] = field(default_factory=lambda: ["output"])
 
+    @classmethod
+    def from_module(cls, name: str, model: nn.Module, example_args, weights: str = "user-provided",
+                    output_kind: str = "logits") -> ModelBundle:
+        """Wrap any module whose ``forward(*example_args)`` returns one tensor."""
+        args = tuple(example_args) if isinstance(example_args, (tuple, list)) else (example_args,)
+        return cls(name, model.eval(), args, weights, output_kind, _plain_reference(model))
+
     @property
     def example_input(self) -> torch.Tensor:
         return self.example_args[0]

@@ -1,0 +1,70 @@
+"""Figures the notebooks show. Each returns a matplotlib Figure and optionally saves a PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, path: str | Path | None):
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+def plot_training_curve(losses: list[float], path: str | Path | None = None):
+    """Training loss per epoch."""
+    fig = _figure(5, 3)
+    ax = fig.add_subplot()
+    ax.plot(range(1, len(losses) + 1), losses, marker="o", markersize=3)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy loss")
+    ax.set_title("LeNet on sklearn digits")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_digit_predictions(
+    images: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    count: int = 24,
+    path: str | Path | None = None,
+):
+    """A grid of digits with predicted/true labels; mistakes are titled in red."""
+    count = min(count, len(images))
+    cols = min(12, count)
+    rows = int(np.ceil(count / cols))
+    fig = _figure(cols * 0.9, rows * 1.05)
+    for i in range(count):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(images[i, 0], cmap="gray_r", vmin=0, vmax=1)
+        wrong = predictions[i] != labels[i]
+        ax.set_title(f"{predictions[i]}" + (f" (is {labels[i]})" if wrong else ""),
+                     fontsize=8, color="crimson" if wrong else "black")
+        ax.axis("off")
+    return _save(fig, path)
+
+
+def plot_op_histogram(histograms: dict[str, dict[str, int]], path: str | Path | None = None):
+    """Side-by-side operator counts for several ONNX files (name -> {op: count})."""
+    ops = sorted({op for h in histograms.values() for op in h})
+    fig = _figure(max(5, 0.55 * len(ops) + 2), 3.2)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(histograms))
+    x = np.arange(len(ops))
+    for i, (name, hist) in enumerate(histograms.items()):
+        ax.bar(x + i * width, [hist.get(op, 0) for op in ops], width, label=name)
+    ax.set_xticks(x + width * (len(histograms) - 1) / 2, ops, rotation=45, ha="right")
+    ax.set_ylabel("nodes")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
