@@ -65,6 +65,96 @@ def _cmd_inspect(args) -> int:
     return EXIT_OK if check.valid else EXIT_CHECK_FAILED
 
 
+def _load_input(path: Path, runner) -> dict:
+    """An image (preprocessed like mmcls for the model's input size) or a .npy array."""
+    import numpy as np
+
+    spec = runner.inputs[0]
+    if path.suffix.lower() == ".npy":
+        if not path.is_file():
+            raise DeployLabError(f"input file {str(path)!r} does not exist")
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DeployLabError(f"{str(path)!r} is not a readable .npy array ({exc})") from exc
+        if array.ndim == len(spec.shape) - 1:
+            array = array[None]  # one sample without its batch dim
+        return {spec.name: array}
+    from deploylab.data.preprocess import ImagePreprocessing
+
+    channels, height, width = spec.shape[1:] if len(spec.shape) == 4 else (None, None, None)
+    if channels != 3 or not isinstance(height, int) or height != width:
+        raise DeployLabError(
+            f"{str(path)!r} is an image, but the model input is {spec.describe()}: images are "
+            "preprocessed only for square 3-channel inputs; pass the input as a .npy array instead"
+        )
+    prep = ImagePreprocessing(resize_short=round(height * 256 / 224), crop_size=height)
+    return {spec.name: prep.batch([path])}
+
+
+def _cmd_run(args) -> int:
+    import numpy as np
+
+    from deploylab.backends.registry import make_runner
+
+    runner = make_runner(args.backend, args.model)
+    feed = _load_input(args.input, runner)
+    outputs = runner.infer(feed)
+    name, scores = next(iter(outputs.items()))
+    print(f"{runner.name} on {runner.providers[0] if hasattr(runner, 'providers') else runner.backend}: "
+          f"{name} {'x'.join(map(str, scores.shape))}")
+    if scores.ndim != 2:
+        print(np.array2string(scores, precision=4, threshold=40))
+        return EXIT_OK
+    from deploylab.postprocess import is_probability, top_k
+
+    classes = None
+    if scores.shape[1] == 1000:
+        from deploylab.data.images import load_imagenet_classes
+
+        classes = load_imagenet_classes()
+    kind = "p" if is_probability(scores) else "softmax"
+    for row, predictions in enumerate(top_k(scores, args.topk, classes)):
+        if len(scores) > 1:
+            print(f"sample {row}:")
+        for rank, p in enumerate(predictions, 1):
+            print(f"  {rank}. {p.index:>4} {p.label:<32} score={p.score:.4f} {kind}={p.probability:.4f}")
+    return EXIT_OK
+
+
+def _cmd_compare(args) -> int:
+    from deploylab.backends.registry import make_runner, parse_backends
+    from deploylab.compare import compare_layerwise, compare_runners
+
+    backends = parse_backends(args.backends)
+    if args.reference:
+        if args.layerwise:
+            raise DeployLabError(
+                "--layerwise compares two ONNX graphs tensor by tensor; it cannot use a PyTorch "
+                "reference. Drop --reference to use ONNX Runtime without graph optimizations"
+            )
+        from deploylab.backends.torch_eager import TorchEagerRunner
+        from deploylab.models import resolve_model
+
+        reference = TorchEagerRunner(resolve_model(args.reference, checkpoint=args.checkpoint))
+    else:
+        from deploylab.backends.onnxruntime import OnnxRuntimeRunner
+
+        # The most literal reading of the graph: no fusions, no layout changes.
+        reference = OnnxRuntimeRunner(args.model, optimization="disabled", name="onnxruntime (no optimization)")
+    batches = tuple(int(b) for b in str(args.batch).split(","))
+    failed = False
+    for backend in backends:
+        candidate = make_runner(backend, args.model)
+        if args.layerwise:
+            report = compare_layerwise(reference, candidate, atol=args.atol, rtol=args.rtol)
+        else:
+            report = compare_runners(reference, candidate, batch_sizes=batches, atol=args.atol, rtol=args.rtol)
+        print(report.format())
+        failed |= not report.passed
+    return EXIT_CHECK_FAILED if failed else EXIT_OK
+
+
 def _cmd_env(args) -> int:
     from deploylab.env import collect_environment, format_environment
 
@@ -107,6 +197,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--draw", type=Path, default=None, metavar="PNG", help="draw the graph to a PNG")
     p.set_defaults(func=_cmd_inspect)
+
+    p = sub.add_parser("run", help="run a model on an image or .npy input and print the top-k")
+    p.add_argument("model", type=Path, help="ONNX file")
+    p.add_argument("--input", required=True, type=Path, help="image file (jpg/png/...) or .npy array")
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--topk", type=int, default=5)
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("compare", help="compare backends on the same inputs; exit 1 outside tolerance")
+    p.add_argument("model", type=Path, help="ONNX file")
+    p.add_argument("--reference", default=None, metavar="MODEL_SPEC",
+                   help="PyTorch reference (default: ONNX Runtime without graph optimizations)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="weights for the --reference model")
+    p.add_argument("--backends", default="onnxruntime", help="comma-separated backends to check")
+    p.add_argument("--atol", type=float, default=1e-4)
+    p.add_argument("--rtol", type=float, default=1e-3)
+    p.add_argument("--batch", default="1", help="batch sizes for seeded inputs, e.g. 1,4")
+    p.add_argument("--layerwise", action="store_true", help="compare every intermediate tensor")
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("env", help="versions, CPU features and GPUs of this machine")
     p.add_argument("--json", action="store_true")

@@ -68,3 +68,39 @@ def plot_op_histogram(histograms: dict[str, dict[str, int]], path: str | Path | 
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def plot_topk_gallery(
+    images_rgb: list[np.ndarray],
+    topk: list[list[tuple[str, float]]],
+    titles: list[str] | None = None,
+    path: str | Path | None = None,
+):
+    """Photos in a row, each with its top-k (label, probability) list underneath."""
+    count = len(images_rgb)
+    fig = _figure(2.6 * count, 3.6)
+    for i, (image, preds) in enumerate(zip(images_rgb, topk)):
+        ax = fig.add_subplot(1, count, i + 1)
+        ax.imshow(image)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles:
+            ax.set_title(titles[i], fontsize=9)
+        text = "\n".join(f"{p:5.1%} {label[:22]}" for label, p in preds)
+        ax.set_xlabel(text, fontsize=7.5, family="monospace", loc="left")
+    return _save(fig, path)
+
+
+def plot_timing_bars(stats: dict[str, object], path: str | Path | None = None, title: str = ""):
+    """Median latency with min..p90 whiskers for several :class:`deploylab.bench.TimingStats`."""
+    names = list(stats)
+    medians = [stats[n].median_ms for n in names]
+    low = [stats[n].median_ms - stats[n].min_ms for n in names]
+    high = [stats[n].p90_ms - stats[n].median_ms for n in names]
+    fig = _figure(1.4 * len(names) + 2.5, 3)
+    ax = fig.add_subplot()
+    ax.bar(names, medians, yerr=[low, high], capsize=4, color="#7aa6d6")
+    ax.set_ylabel("latency per call (ms)")
+    ax.set_title(title or "median latency (whiskers: min to p90)", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,234 @@
+"""The one contract every backend meets: describe inputs/outputs, run named arrays.
+
+A runner is built from an artifact (a PyTorch module, an ONNX file, a built engine),
+activated lazily on first use, and called with ``{input name: numpy array}``; it returns
+``{output name: numpy array}``. Inputs are checked against the runner's own description
+*before* the engine sees them, so a wrong name, dtype, rank or dimension gets one clear
+error naming the value and what was expected, whichever engine is behind it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deploylab.errors import DeployLabError
+
+Dim = int | str | None  # a fixed size, a symbolic name, or unknown
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named tensor a runner takes or gives: numpy dtype and shape (ints, names or None)."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[Dim, ...]
+    # Optional (min, max) per symbolic dim name, e.g. from an optimization profile.
+    bounds: tuple[tuple[str, int, int], ...] = ()
+
+    def shape_text(self) -> str:
+        return "x".join("?" if d is None else str(d) for d in self.shape) or "scalar"
+
+    def describe(self) -> str:
+        return f"{self.name}: {np.dtype(self.dtype).name}[{self.shape_text()}]"
+
+
+def _shape_of(shape) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def check_feed(specs: list[TensorSpec], feed: Mapping[str, object]) -> dict[str, np.ndarray]:
+    """Validate ``feed`` against ``specs`` and return it as C-contiguous numpy arrays.
+
+    Checks, in order: every expected name present and no extra names; numpy arrays (not
+    torch tensors or lists); exact dtype; rank; fixed dims; symbolic dims consistent
+    across inputs (one value per name) and within their bounds when bounds are known.
+    """
+    if not isinstance(feed, Mapping):
+        raise DeployLabError(
+            f"inputs must be a dict of {{name: array}}, got {type(feed).__name__}; "
+            f"expected names: {', '.join(s.name for s in specs)}"
+        )
+    expected = {s.name: s for s in specs}
+    missing = [n for n in expected if n not in feed]
+    extra = [n for n in feed if n not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing input(s) {', '.join(map(repr, missing))}")
+        if extra:
+            parts.append(f"unknown input(s) {', '.join(map(repr, extra))}")
+        raise DeployLabError(
+            f"{' and '.join(parts)}; the model takes: {', '.join(s.describe() for s in specs)}"
+        )
+    symbols: dict[str, tuple[int, str]] = {}
+    checked = {}
+    for name, spec in expected.items():
+        value = feed[name]
+        if not isinstance(value, np.ndarray):
+            hint = " (call .numpy() on a CPU torch tensor)" if type(value).__module__.startswith("torch") else ""
+            raise DeployLabError(
+                f"input {name!r} is a {type(value).__name__}, not a numpy array{hint}; "
+                f"expected {spec.describe()}"
+            )
+        if value.dtype != np.dtype(spec.dtype):
+            raise DeployLabError(
+                f"input {name!r} has dtype {value.dtype.name}, the model expects "
+                f"{np.dtype(spec.dtype).name}; convert with x.astype(np.{np.dtype(spec.dtype).name})"
+            )
+        if value.ndim != len(spec.shape):
+            raise DeployLabError(
+                f"input {name!r} has shape {_shape_of(value.shape)} (rank {value.ndim}), the model "
+                f"expects rank {len(spec.shape)}: {spec.describe()}"
+            )
+        for axis, (want, got) in enumerate(zip(spec.shape, value.shape)):
+            if isinstance(want, int) and want >= 0 and want != got:
+                raise DeployLabError(
+                    f"input {name!r} has shape {_shape_of(value.shape)}, but dim {axis} must be {want}: "
+                    f"{spec.describe()}"
+                )
+            if isinstance(want, str):
+                seen = symbols.get(want)
+                if seen and seen[0] != got:
+                    raise DeployLabError(
+                        f"symbolic dim {want!r} is {seen[0]} in input {seen[1]!r} but {got} in input "
+                        f"{name!r}; inputs sharing a dim name must agree"
+                    )
+                symbols[want] = (got, name)
+        for dim_name, low, high in spec.bounds:
+            if dim_name in symbols and not (low <= symbols[dim_name][0] <= high):
+                raise DeployLabError(
+                    f"input {name!r} has {dim_name} = {symbols[dim_name][0]}, outside the "
+                    f"[{low}, {high}] this model was built for; rebuild with a wider range"
+                )
+        checked[name] = np.ascontiguousarray(value)
+    return checked
+
+
+def seeded_feed(
+    specs: list[TensorSpec], dims: Mapping[str, int] | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Inputs for ``specs`` filled from a seeded generator: floats uniform in [0, 1), ints 0..9.
+
+    Symbolic dims take their value from ``dims`` (default 1 for any name not given).
+    """
+    rng = np.random.default_rng(seed)
+    dims = dict(dims or {})
+    feed = {}
+    for spec in specs:
+        shape = tuple(d if isinstance(d, int) and d >= 0 else dims.get(d, 1) for d in spec.shape)
+        dtype = np.dtype(spec.dtype)
+        if dtype.kind == "f":
+            feed[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        elif dtype.kind == "b":
+            feed[spec.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            feed[spec.name] = rng.integers(0, 10, shape).astype(dtype)
+    return feed
+
+
+class Runner(ABC):
+    """Something that runs a model. Subclasses implement ``_activate``, ``_describe``, ``_infer``.
+
+    ``runner.infer(feed)`` (or ``runner(feed)``) validates ``feed`` and returns a dict of
+    named numpy arrays. Engines are created lazily on first use, so constructing a runner
+    is cheap and a missing engine fails with an install hint only when it is really used.
+    """
+
+    #: Short backend name, e.g. "onnxruntime", "torch", "openvino".
+    backend: str = "runner"
+
+    def __init__(self, name: str | None = None):
+        self.name = name or self.backend
+        self._active = False
+        self._inputs: list[TensorSpec] | None = None
+        self._outputs: list[TensorSpec] | None = None
+
+    # -- lifecycle
+    def activate(self) -> Runner:
+        if not self._active:
+            self._activate()
+            self._inputs, self._outputs = self._describe()
+            self._active = True
+        return self
+
+    def deactivate(self) -> None:
+        self._deactivate()
+        self._active = False
+
+    def __enter__(self) -> Runner:
+        return self.activate()
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
+
+    # -- description
+    @property
+    def inputs(self) -> list[TensorSpec]:
+        self.activate()
+        return list(self._inputs)
+
+    @property
+    def outputs(self) -> list[TensorSpec]:
+        self.activate()
+        return list(self._outputs)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [s.name for s in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.outputs]
+
+    def describe(self) -> str:
+        lines = [f"{self.name} ({self.backend})", "  inputs:"]
+        lines += [f"    {s.describe()}" for s in self.inputs]
+        lines.append("  outputs:")
+        lines += [f"    {s.describe()}" for s in self.outputs]
+        return "\n".join(lines)
+
+    # -- running
+    def check(self, feed: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """Validate ``feed`` against :attr:`inputs` (see :func:`check_feed`)."""
+        return check_feed(self.inputs, feed)
+
+    def infer(self, feed: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """Run one inference on named numpy arrays; returns named numpy arrays."""
+        return self._infer(self.check(feed))
+
+    __call__ = infer
+
+    # -- for subclasses
+    @abstractmethod
+    def _activate(self) -> None: ...
+
+    @abstractmethod
+    def _describe(self) -> tuple[list[TensorSpec], list[TensorSpec]]: ...
+
+    @abstractmethod
+    def _infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def _deactivate(self) -> None:
+        """Release engine resources; the runner re-activates on next use."""
+
+
+class OnnxFileRunner(Runner):
+    """A runner whose artifact is an ONNX file: it can be re-made on another file.
+
+    Layer-wise comparison needs this: it writes a copy of the model with every
+    intermediate tensor marked as an output, and runs that copy with the same settings.
+    """
+
+    def __init__(self, model_path: str | Path, name: str | None = None):
+        super().__init__(name)
+        self.model_path = Path(model_path)
+
+    @abstractmethod
+    def with_model(self, model_path: str | Path) -> OnnxFileRunner:
+        """The same runner settings on another ONNX file."""
