@@ -95,9 +95,9 @@ def _load_input(path: Path, runner) -> dict:
 def _cmd_run(args) -> int:
     import numpy as np
 
-    from deploylab.backends.registry import make_runner
+    from deploylab.backends.registry import backend_for_artifact, make_runner
 
-    runner = make_runner(args.backend, args.model)
+    runner = make_runner(args.backend or backend_for_artifact(args.model), args.model)
     feed = _load_input(args.input, runner)
     outputs = runner.infer(feed)
     name, scores = next(iter(outputs.items()))
@@ -122,27 +122,42 @@ def _cmd_run(args) -> int:
     return EXIT_OK
 
 
+def _reference_runner(args):
+    """--reference: a model spec (PyTorch eager) or an .onnx file; default: the model itself
+    in ONNX Runtime without graph optimizations, the most literal reading of the graph."""
+    from deploylab.backends.onnxruntime import OnnxRuntimeRunner
+
+    ref = args.reference
+    if ref is None:
+        if args.model.suffix.lower() != ".onnx":
+            raise DeployLabError(
+                f"{str(args.model)!r} is a built artifact, not ONNX: give the reference with "
+                "--reference MODEL_SPEC (PyTorch) or --reference FILE.onnx"
+            )
+        return OnnxRuntimeRunner(args.model, optimization="disabled", name="onnxruntime (no optimization)")
+    if ref.lower().endswith(".onnx"):
+        return OnnxRuntimeRunner(ref, optimization="disabled", name=f"onnxruntime (no optimization):{Path(ref).name}")
+    if args.layerwise:
+        raise DeployLabError(
+            "--layerwise compares two ONNX graphs tensor by tensor; it cannot use a PyTorch "
+            "reference. Drop --reference, or give --reference FILE.onnx"
+        )
+    from deploylab.backends.torch_eager import TorchEagerRunner
+    from deploylab.models import resolve_model
+
+    return TorchEagerRunner(resolve_model(ref, checkpoint=args.checkpoint))
+
+
 def _cmd_compare(args) -> int:
-    from deploylab.backends.registry import make_runner, parse_backends
+    from deploylab.backends.registry import backend_for_artifact, make_runner, parse_backends
     from deploylab.compare import compare_layerwise, compare_runners
 
-    backends = parse_backends(args.backends)
-    if args.reference:
-        if args.layerwise:
-            raise DeployLabError(
-                "--layerwise compares two ONNX graphs tensor by tensor; it cannot use a PyTorch "
-                "reference. Drop --reference to use ONNX Runtime without graph optimizations"
-            )
-        from deploylab.backends.torch_eager import TorchEagerRunner
-        from deploylab.models import resolve_model
-
-        reference = TorchEagerRunner(resolve_model(args.reference, checkpoint=args.checkpoint))
-    else:
-        from deploylab.backends.onnxruntime import OnnxRuntimeRunner
-
-        # The most literal reading of the graph: no fusions, no layout changes.
-        reference = OnnxRuntimeRunner(args.model, optimization="disabled", name="onnxruntime (no optimization)")
-    batches = tuple(int(b) for b in str(args.batch).split(","))
+    backends = parse_backends(args.backends or backend_for_artifact(args.model))
+    try:
+        batches = tuple(int(b) for b in str(args.batch).split(","))
+    except ValueError:
+        raise DeployLabError(f"--batch {args.batch!r} must be comma-separated integers, e.g. 1,4") from None
+    reference = _reference_runner(args)
     failed = False
     for backend in backends:
         candidate = make_runner(backend, args.model)
@@ -199,18 +214,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_inspect)
 
     p = sub.add_parser("run", help="run a model on an image or .npy input and print the top-k")
-    p.add_argument("model", type=Path, help="ONNX file")
+    p.add_argument("model", type=Path, help="ONNX file, OpenVINO .xml or TensorRT .plan")
     p.add_argument("--input", required=True, type=Path, help="image file (jpg/png/...) or .npy array")
-    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--backend", default=None, help="default: chosen from the file type")
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("compare", help="compare backends on the same inputs; exit 1 outside tolerance")
-    p.add_argument("model", type=Path, help="ONNX file")
-    p.add_argument("--reference", default=None, metavar="MODEL_SPEC",
-                   help="PyTorch reference (default: ONNX Runtime without graph optimizations)")
+    p.add_argument("model", type=Path, help="ONNX file, OpenVINO .xml or TensorRT .plan")
+    p.add_argument("--reference", default=None, metavar="MODEL_SPEC_OR_ONNX",
+                   help="PyTorch model spec or .onnx file (default: ONNX Runtime without graph optimizations)")
     p.add_argument("--checkpoint", type=Path, default=None, help="weights for the --reference model")
-    p.add_argument("--backends", default="onnxruntime", help="comma-separated backends to check")
+    p.add_argument("--backends", default=None, help="comma-separated backends to check (default: from the file type)")
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--rtol", type=float, default=1e-3)
     p.add_argument("--batch", default="1", help="batch sizes for seeded inputs, e.g. 1,4")

@@ -250,6 +250,12 @@ def compare_layerwise(
                 f"layer-wise comparison needs two ONNX-based runners; {runner.name} ({runner.backend}) "
                 "is not one. Compare outputs only, or pick an ONNX backend as the reference"
             )
+        if Path(runner.model_path).suffix.lower() != ".onnx":
+            raise DeployLabError(
+                f"layer-wise comparison marks tensors in ONNX graphs, but {runner.name} runs "
+                f"{str(runner.model_path)!r}; run that backend on the .onnx file instead "
+                "(e.g. `deploylab compare model.onnx --backends openvino --layerwise`)"
+            )
     feed = feed if feed is not None else seeded_feed(reference.inputs, seed=seed)
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         ref_path, cand_path = Path(tmp) / "reference.onnx", Path(tmp) / "candidate.onnx"

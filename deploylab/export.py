@@ -148,7 +148,8 @@ def export_onnx(
     if opset is not None:
         kwargs["opset_version"] = int(opset)
     if exporter == "dynamo":
-        kwargs.update(dynamo=True, verbose=verbose,
+        # Always let torch print its progress: with verbose=False it goes into report.log.
+        kwargs.update(dynamo=True, verbose=True,
                       external_data=_parameter_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES)
         if dynamic_batch:
             batch = torch.export.Dim(BATCH_DIM_NAME, min=1)

@@ -144,6 +144,7 @@ def _bad_input_cases(tmp: Path, garbage_file) -> dict[str, tuple[list, list[str]
     }
 
 
+# the case names, for parametrize (building the cases here writes nothing: the factory is a stub)
 BAD_INPUT_NAMES = list(_bad_input_cases(Path("."), lambda name: name))
 
 

@@ -128,7 +128,8 @@ def test_mmcls_dynamo_dynamic_batch_names_the_batch_dim(mmcls_dynamo_dynamic, mm
 # ---------------------------------------------------------------- graph contents
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_mmcls_export_ends_in_softmax(exporter, request):
-    report = request.getfixturevalue("mmcls_dynamo_dynamic" if exporter == "dynamo" else "mmcls_torchscript17")
+    fixture = "mmcls_dynamo_dynamic" if exporter == "dynamo" else "mmcls_torchscript17"
+    report = request.getfixturevalue(fixture)
     model = onnx.load(report.path)
     last = model.graph.node[-1]
     assert last.op_type == "Softmax"

@@ -105,14 +105,14 @@ def test_lenet_architecture_is_the_seeds():
 
 # ---------------------------------------------------------------- ResNet-18 two ways
 def test_key_mapping_round_trip_is_identity(resnet18_state):
-    tv = resnet.mmcls_to_torchvision(resnet18_state)
     from torchvision.models import resnet18
 
+    tv = resnet.mmcls_to_torchvision(resnet18_state)
     assert list(tv) == list(resnet18(weights=None).state_dict())  # exactly torchvision's names
     assert "fc.weight" in tv and "head.fc.weight" in resnet18_state
     back = resnet.torchvision_to_mmcls(tv)
     assert list(back) == list(resnet18_state)
-    assert all(back[k] is resnet18_state[k] for k in back)  # renamed, never copied or changed
+    assert all(torch.equal(back[k], resnet18_state[k]) for k in back)  # renamed, values untouched
 
 
 def test_key_mapping_rejects_unknown_key(resnet18_state):

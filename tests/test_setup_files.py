@@ -77,7 +77,8 @@ def test_environment_yml_shape(environment):
 def test_environment_pins_are_the_constraints(environment, constraints):
     for name, version in _env_pip_pins(environment).items():
         assert name in constraints, f"{name} is pinned in environment.yml but not in constraints.txt"
-        assert version == constraints[name], f"{name}: environment.yml {version}, constraints {constraints[name]}"
+        assert version == constraints[name], \
+            f"{name}: environment.yml has {version}, constraints.txt {constraints[name]}"
 
 
 def test_environment_covers_pyproject(environment, pyproject):

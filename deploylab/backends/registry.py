@@ -7,7 +7,13 @@ from pathlib import Path
 from deploylab.backends.base import Runner
 from deploylab.errors import DeployLabError
 
-BACKENDS = ("onnxruntime",)
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
+# What each backend can load: an ONNX file, or the artifact its own build phase wrote.
+ARTIFACT_SUFFIXES = {
+    "onnxruntime": (".onnx",),
+    "openvino": (".onnx", ".xml"),
+    "tensorrt": (".plan", ".engine"),
+}
 
 
 def parse_backends(text: str) -> list[str]:
@@ -21,11 +27,33 @@ def parse_backends(text: str) -> list[str]:
     return names
 
 
+def backend_for_artifact(path: str | Path) -> str:
+    """The backend that runs a built artifact: .xml -> openvino, .plan/.engine -> tensorrt, else onnxruntime."""
+    suffix = Path(path).suffix.lower()
+    for backend in ("openvino", "tensorrt"):
+        if suffix in ARTIFACT_SUFFIXES[backend] and suffix != ".onnx":
+            return backend
+    return "onnxruntime"
+
+
 def make_runner(backend: str, artifact: str | Path, **options) -> Runner:
-    """A runner of ``backend`` on ``artifact`` (an ONNX file), with backend options."""
+    """A runner of ``backend`` on ``artifact`` (an ONNX file or that backend's built file)."""
     backend = parse_backends(backend)[0]
+    suffix = Path(artifact).suffix.lower()
+    if suffix not in ARTIFACT_SUFFIXES[backend]:
+        raise DeployLabError(
+            f"the {backend} backend cannot load {str(artifact)!r}: it takes "
+            f"{' or '.join(ARTIFACT_SUFFIXES[backend])} files (a {suffix or 'suffix-less'} file is run by "
+            f"{backend_for_artifact(artifact)})"
+        )
     if backend == "onnxruntime":
         from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(artifact, **options)
-    raise AssertionError(backend)  # parse_backends only returns known names
+    if backend == "openvino":
+        from deploylab.backends.openvino import OpenVinoRunner
+
+        return OpenVinoRunner(artifact, **options)
+    from deploylab.backends.tensorrt import TensorRTRunner
+
+    return TensorRTRunner(artifact, **options)

@@ -125,20 +125,27 @@ def train_lenet(
         from tqdm.auto import tqdm
 
         epoch_iter = tqdm(epoch_iter, desc="training LeNet", unit="epoch")
+    # One thread: LeNet's layers are too small to gain from two, and a second thread
+    # makes training several times slower when anything else wants the CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     start = time.perf_counter()
-    for _ in epoch_iter:
-        model.train()
-        order = torch.randperm(len(y_all), generator=generator)
-        total = 0.0
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(model(random_affine(x_all[idx], generator)), y_all[idx])
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-        scheduler.step()
-        losses.append(total / len(order))
+    try:
+        for _ in epoch_iter:
+            model.train()
+            order = torch.randperm(len(y_all), generator=generator)
+            total = 0.0
+            for i in range(0, len(order), batch_size):
+                idx = order[i : i + batch_size]
+                optimizer.zero_grad()
+                loss = loss_fn(model(random_affine(x_all[idx], generator)), y_all[idx])
+                loss.backward()
+                optimizer.step()
+                total += loss.item() * len(idx)
+            scheduler.step()
+            losses.append(total / len(order))
+    finally:
+        torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     model.eval()
     report = TrainingReport(

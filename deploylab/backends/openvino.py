@@ -1,0 +1,304 @@
+"""OpenVINO: the TensorRT workflow's two phases, run for real on a CPU.
+
+Build phase (TensorRT: parse + optimise + serialise a plan):
+    ``convert_model`` reads the ONNX file, ``reshape`` bounds its dynamic dims with the
+    same min/max settings a TensorRT optimization profile uses, ``save_model`` writes the
+    IR (``.xml`` graph + ``.bin`` weights) with a JSON sidecar; a saved IR whose sidecar
+    matches is reused instead of rebuilt.
+Runtime phase (TensorRT: runtime, deserialize, context, execute):
+    ``Core.read_model`` + ``compile_model`` for a device with an explicit inference
+    precision and performance hint, then infer requests (synchronous, or an
+    ``AsyncInferQueue`` for throughput).
+
+Precision: OpenVINO's CPU plugin runs bf16 by default on CPUs with AMX (and may on
+AVX-512 BF16), f32 elsewhere. deploylab asks for f32 unless told otherwise, and reports
+what the compiled model really uses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from deploylab.backends.base import OnnxFileRunner, TensorSpec
+from deploylab.errors import DeployLabError, require
+from deploylab.log import info
+
+PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "fp16": "f16", "f16": "f16"}
+HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
+SIDECAR_SUFFIX = ".json"
+
+
+def _ov():
+    return require("openvino", "openvino", "the OpenVINO backend")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_inference_precision(device: str = "CPU") -> dict:
+    """What OpenVINO would pick on this machine: precision hint and the device's capabilities."""
+    core = _ov().Core()
+    return {
+        "device": device,
+        "default_precision": _precision_name(core.get_property(device, "INFERENCE_PRECISION_HINT")),
+        "capabilities": list(core.get_property(device, "OPTIMIZATION_CAPABILITIES")),
+        "device_name": str(core.get_property(device, "FULL_DEVICE_NAME")),
+    }
+
+
+# ---------------------------------------------------------------- build phase
+@dataclass
+class IrBuildReport:
+    """What :func:`build_openvino_ir` did."""
+
+    xml_path: Path
+    reused: bool
+    seconds: float
+    input_shapes: dict[str, str]
+    sidecar: dict = field(default_factory=dict)
+
+    def format(self) -> str:
+        verb = "reused" if self.reused else "built"
+        shapes = ", ".join(f"{k}: {v}" for k, v in self.input_shapes.items())
+        return f"OpenVINO IR {verb} in {self.seconds:.2f} s: {self.xml_path} ({shapes})"
+
+
+def _bounded_shapes(model, profile: Mapping[str, tuple] | None):
+    """PartialShape per input: profile (min, opt, max) -> Dimension(min, max) where they differ."""
+    ov = _ov()
+    shapes = {}
+    names = {port.get_any_name(): port for port in model.inputs}
+    for name, (low, _opt, high) in (profile or {}).items():
+        if name not in names:
+            raise DeployLabError(
+                f"profile names input {name!r}, but the model's inputs are {', '.join(names)}"
+            )
+        current = names[name].get_partial_shape()
+        if len(low) != current.rank.get_length():
+            raise DeployLabError(
+                f"profile for {name!r} has rank {len(low)}, the model input has shape {current}"
+            )
+        dims = []
+        for axis, (lo, hi) in enumerate(zip(low, high)):
+            model_dim = current[axis]
+            if model_dim.is_static and not (lo == hi == model_dim.get_length()):
+                raise DeployLabError(
+                    f"profile for {name!r} sets dim {axis} to {lo}..{hi}, but the model fixes it at "
+                    f"{model_dim.get_length()} (model shape {current})"
+                )
+            dims.append(ov.Dimension(lo) if lo == hi else ov.Dimension(lo, hi))
+        shapes[name] = ov.PartialShape(dims)
+    return shapes
+
+
+def build_openvino_ir(
+    onnx_path: str | Path,
+    xml_path: str | Path,
+    profile: Mapping[str, tuple] | None = None,
+    reuse: bool = True,
+) -> IrBuildReport:
+    """Convert ``onnx_path`` to an OpenVINO IR at ``xml_path`` (``.bin`` beside it).
+
+    ``profile`` maps input names to ``(min_shape, opt_shape, max_shape)`` like a TensorRT
+    optimization profile; dims where min != max become bounded dynamic dims (OpenVINO
+    has no "opt" shape: it plans for the range). Weights stay f32 (``save_model`` would
+    compress them to f16 by default, which changes the numbers). With ``reuse`` an
+    existing IR is kept when its sidecar records the same ONNX file and profile.
+    """
+    from deploylab.onnx_tools import load_onnx
+
+    ov = _ov()
+    onnx_path, xml_path = Path(onnx_path), Path(xml_path)
+    if xml_path.suffix != ".xml":
+        raise DeployLabError(f"OpenVINO IR path {str(xml_path)!r} must end in .xml (the .bin is written beside it)")
+    load_onnx(onnx_path, load_external_data=False)
+    sidecar_path = xml_path.with_suffix(SIDECAR_SUFFIX)
+    wanted = {
+        "onnx_sha256": file_sha256(onnx_path),
+        "profile": {k: [list(map(int, s)) for s in v] for k, v in (profile or {}).items()},
+    }
+    start = time.perf_counter()
+    if reuse and xml_path.is_file() and xml_path.with_suffix(".bin").is_file() and sidecar_path.is_file():
+        try:
+            recorded = json.loads(sidecar_path.read_text())
+        except json.JSONDecodeError:
+            recorded = {}
+        if all(recorded.get(k) == v for k, v in wanted.items()) and recorded.get("openvino") == ov.__version__:
+            model = ov.Core().read_model(str(xml_path))
+            return IrBuildReport(xml_path, True, time.perf_counter() - start,
+                                 {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs}, recorded)
+    model = ov.convert_model(str(onnx_path))
+    shapes = _bounded_shapes(model, profile)
+    if shapes:
+        model.reshape(shapes)
+    xml_path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    seconds = time.perf_counter() - start
+    sidecar = {
+        **wanted,
+        "openvino": ov.__version__,
+        "onnx_file": onnx_path.name,
+        "dim_names": _onnx_dim_names(onnx_path),
+        "inputs": {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs},
+        "weights": "f32",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    sidecar_path.write_text(json.dumps(sidecar, indent=2))
+    return IrBuildReport(xml_path, False, seconds, sidecar["inputs"], sidecar)
+
+
+def _onnx_dim_names(onnx_path: Path) -> dict[str, list]:
+    from deploylab.onnx_tools import graph_inputs, graph_outputs, load_onnx
+
+    model = load_onnx(onnx_path, load_external_data=False)
+    return {t.name: list(t.shape) for t in graph_inputs(model) + graph_outputs(model)}
+
+
+# ---------------------------------------------------------------- runtime phase
+class OpenVinoRunner(OnnxFileRunner):
+    """An ONNX file or OpenVINO IR compiled by OpenVINO for ``device``.
+
+    ``precision``: ``fp32`` (default), ``bf16``, ``fp16`` or ``None`` for the device
+    default; ``hint``: ``latency`` or ``throughput``; ``threads``: CPU inference threads.
+    After activation ``inference_precision`` holds what the compiled model uses.
+    """
+
+    backend = "openvino"
+
+    def __init__(self, model_path: str | Path, device: str = "CPU", precision: str | None = "fp32",
+                 hint: str = "latency", threads: int | None = None, name: str | None = None):
+        super().__init__(model_path, name or f"openvino:{Path(model_path).name}")
+        if precision is not None and precision not in PRECISIONS:
+            raise DeployLabError(
+                f"unknown OpenVINO precision {precision!r}; use fp32, bf16, fp16 or None for the device "
+                "default (int8 comes from a quantized model, not from a precision setting)"
+            )
+        if hint not in HINTS:
+            raise DeployLabError(f"unknown performance hint {hint!r}; use one of {', '.join(HINTS)}")
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise DeployLabError(f"threads must be a positive integer, got {threads!r}")
+        self.device, self.precision, self.hint, self.threads = device, precision, hint, threads
+        self.compiled = None
+        self.request = None
+        self.inference_precision: str | None = None
+
+    def with_model(self, model_path: str | Path) -> OpenVinoRunner:
+        return OpenVinoRunner(model_path, self.device, self.precision, self.hint, self.threads)
+
+    def config(self) -> dict:
+        config = {"PERFORMANCE_HINT": HINTS[self.hint]}
+        if self.precision is not None:
+            config["INFERENCE_PRECISION_HINT"] = PRECISIONS[self.precision]
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        return config
+
+    def _activate(self) -> None:
+        ov = _ov()
+        path = self.model_path
+        if path.suffix == ".onnx":
+            from deploylab.onnx_tools import load_onnx
+
+            load_onnx(path, load_external_data=False)
+        elif not path.is_file():
+            raise DeployLabError(f"model {str(path)!r} does not exist; build it with `deploylab build ... --backend openvino`")
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+            self.compiled = core.compile_model(model, self.device, self.config())
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()
+            detail = next((ln for ln in first if "Exception" not in ln and ln.strip()), first[0] if first else "")
+            raise DeployLabError(
+                f"OpenVINO cannot compile {str(path)!r} for {self.device}: {detail[:300]}"
+            ) from exc
+        self.request = self.compiled.create_infer_request()
+        self.inference_precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        asked = PRECISIONS.get(self.precision) if self.precision else None
+        if asked and self.inference_precision != asked:
+            info(f"OpenVINO on {self.device}: asked for {asked}, the compiled model runs "
+                 f"{self.inference_precision} (this device does not support {asked})")
+        self._dim_names = self._read_dim_names()
+
+    def _read_dim_names(self) -> dict[str, list]:
+        sidecar = self.model_path.with_suffix(SIDECAR_SUFFIX)
+        if self.model_path.suffix == ".xml" and sidecar.is_file():
+            try:
+                return json.loads(sidecar.read_text()).get("dim_names", {})
+            except json.JSONDecodeError:
+                return {}
+        if self.model_path.suffix == ".onnx":
+            return _onnx_dim_names(self.model_path)
+        return {}
+
+    def _deactivate(self) -> None:
+        self.compiled = self.request = None
+
+    def _spec(self, port, is_input: bool) -> TensorSpec:
+        name = port.get_any_name()
+        shape, bounds = [], []
+        names = self._dim_names.get(name, [])
+        for axis, dim in enumerate(port.get_partial_shape()):
+            if dim.is_static:
+                shape.append(dim.get_length())
+                continue
+            label = names[axis] if axis < len(names) and isinstance(names[axis], str) else f"{name}_dim{axis}"
+            shape.append(label)
+            if dim.get_max_length() >= 0:  # -1 = unbounded
+                bounds.append((label, max(dim.get_min_length(), 0), dim.get_max_length()))
+        return TensorSpec(name, np.dtype(port.get_element_type().to_dtype()), tuple(shape), tuple(bounds))
+
+    def _describe(self):
+        inputs = [self._spec(p, True) for p in self.compiled.inputs]
+        outputs = [self._spec(p, False) for p in self.compiled.outputs]
+        return inputs, outputs
+
+    def _infer(self, feed):
+        result = self.request.infer(feed)
+        return {port.get_any_name(): np.array(value, copy=True) for port, value in result.items()}
+
+    def infer_async_queue(self, feeds: list[Mapping[str, object]], jobs: int = 0) -> list[dict[str, np.ndarray]]:
+        """Run many feeds through an ``AsyncInferQueue`` of ``jobs`` requests (0 = device's optimal).
+
+        With the throughput hint the CPU plugin splits its cores into streams and the
+        queue keeps them all busy; results come back in the order of ``feeds``.
+        """
+        ov = _ov()
+        self.activate()
+        checked = [self.check(f) for f in feeds]
+        results: list[dict | None] = [None] * len(checked)
+        names = [p.get_any_name() for p in self.compiled.outputs]
+
+        def done(request, index):
+            results[index] = {n: request.get_output_tensor(i).data.copy() for i, n in enumerate(names)}
+
+        queue = ov.AsyncInferQueue(self.compiled, jobs)
+        queue.set_callback(done)
+        for index, feed in enumerate(checked):
+            queue.start_async(feed, index)
+        queue.wait_all()
+        return results
+
+    @property
+    def optimal_requests(self) -> int:
+        """How many parallel requests the compiled model wants (1 for latency, more for throughput)."""
+        self.activate()
+        return int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+
+
+def _precision_name(value) -> str:
+    """An ``ov.Type`` (or its text) as OpenVINO's short name: f32, bf16, f16."""
+    text = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(text.lower(), text.lower())
