@@ -209,7 +209,8 @@ def mark_all_outputs(model_path, output_path) -> list[tuple[str, str]]:
 
     model = load_onnx(model_path)
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
-    types = {v.name: v.type.tensor_type.elem_type for v in inferred.graph.value_info}
+    infos = {v.name: v for v in inferred.graph.value_info}
+    types = {n: v.type.tensor_type.elem_type for n, v in infos.items()}
     existing = {o.name for o in model.graph.output}
     order = []
     for node in model.graph.node:
@@ -218,7 +219,7 @@ def mark_all_outputs(model_path, output_path) -> list[tuple[str, str]]:
                 continue
             order.append((out, f"{node.op_type} {node.name}".strip()))
             if types.get(out):
-                model.graph.output.append(onnx.helper.make_tensor_value_info(out, types[out], None))
+                model.graph.output.append(infos[out])  # type and inferred shape: checker-valid
     onnx.save(model, str(output_path))
     return [(name, node) for name, node in order if types.get(name)]
 
@@ -272,4 +273,10 @@ def compare_layerwise(
             tensors.append((name, node, compare_arrays(ref_out[name], cand_out[name], atol, rtol, name=name)))
         else:
             skipped.append(name)
+    if not tensors:
+        raise DeployLabError(
+            f"{reference.name} and {candidate.name} share no tensor names ({', '.join(map(repr, skipped[:5]))} "
+            "are missing from the candidate); layer-wise comparison needs the same graph, e.g. one .onnx "
+            "file under two backends or optimization levels"
+        )
     return LayerwiseReport(reference.name, candidate.name, tensors, skipped)

@@ -300,3 +300,25 @@ def test_time_interleaved_alternates_and_reports_every_key():
         assert s.label == key and s.repeats == 4 and s.items_per_call == 3
     assert order.count("a") == order.count("b") == order.count("c") == 6
     assert order[-12:] == ["a", "b", "c"] * 4  # timed calls alternate
+
+
+def test_layerwise_refuses_graphs_that_share_no_tensor(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from deploylab.backends.onnxruntime import OnnxRuntimeRunner
+    from deploylab.compare import compare_layerwise
+    from deploylab.errors import DeployLabError
+
+    paths = []
+    for out in ("y", "z"):
+        graph = helper.make_graph(
+            [helper.make_node("Relu", ["x"], [out])], "g",
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+            [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 4])],
+        )
+        path = tmp_path / f"{out}.onnx"
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+        paths.append(path)
+    with pytest.raises(DeployLabError, match="share no tensor names"):
+        compare_layerwise(OnnxRuntimeRunner(paths[0]), OnnxRuntimeRunner(paths[1]))

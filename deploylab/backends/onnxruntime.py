@@ -262,6 +262,14 @@ class OnnxRuntimeRunner(OnnxFileRunner):
                 f"{', '.join(self.providers)}; install onnxruntime-gpu on a machine with an NVIDIA GPU "
                 "and create the runner with providers=['cuda', 'cpu']"
             )
+        for n, t in inputs.items():
+            if not (isinstance(t, torch.Tensor) and t.is_cuda):
+                where = f"a {t.device} tensor" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
+                raise DeployLabError(f"input {n!r} is {where}; CUDA IO binding takes torch CUDA tensors "
+                                     "(x.to('cuda')); use infer() or run_with_iobinding() for host arrays")
+            if str(t.dtype) not in _TORCH_TO_NUMPY:
+                raise DeployLabError(f"input {n!r} has dtype {t.dtype}, which CUDA IO binding cannot bind; "
+                                     f"use one of {', '.join(_TORCH_TO_NUMPY)}")
         self.check({n: np.empty(tuple(t.shape), _TORCH_TO_NUMPY[str(t.dtype)]) for n, t in inputs.items()})
         io = self.session.io_binding()
         keep_alive = []  # every bound buffer must outlive run_with_iobinding

@@ -1,5 +1,17 @@
-"""Models the course deploys and the registry that resolves model specs."""
+"""Models the course deploys and the registry that resolves model specs.
 
-from deploylab.models.registry import MODEL_SPEC_HELP, ModelBundle, parse_shape, resolve_model
+Importing this package is cheap (the command line reads ``MODEL_SPEC_HELP`` before it
+knows whether torch is needed); the registry and its torch imports load on first use.
+"""
+
+MODEL_SPEC_HELP = "lenet, resnet18, mmcls:<config path or name>, torchvision:<model name>"
 
 __all__ = ["MODEL_SPEC_HELP", "ModelBundle", "parse_shape", "resolve_model"]
+
+
+def __getattr__(name):
+    if name in ("ModelBundle", "parse_shape", "resolve_model"):
+        from deploylab.models import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module 'deploylab.models' has no attribute {name!r}")

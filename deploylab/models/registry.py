@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from deploylab.errors import DeployLabError
-
-MODEL_SPEC_HELP = "lenet, resnet18, mmcls:<config path or name>, torchvision:<model name>"
+from deploylab.models import MODEL_SPEC_HELP
 
 
 @dataclass
