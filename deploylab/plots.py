@@ -104,3 +104,41 @@ def plot_timing_bars(stats: dict[str, object], path: str | Path | None = None, t
     ax.set_title(title or "median latency (whiskers: min to p90)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+TWO_PHASES = (
+    # (phase, TensorRT step, OpenVINO twin)
+    ("build", "OnnxParser\nparse the ONNX graph", "convert_model\nread the ONNX graph"),
+    ("build", "BuilderConfig\nprofiles, workspace,\nprecision", "reshape\nbounded dims\n(min..max)"),
+    ("build", "build_serialized_network\n-> .plan (+ sidecar)", "save_model\n-> .xml/.bin (+ sidecar)"),
+    ("runtime", "Runtime\ndeserialize_cuda_engine", "Core.read_model\ncompile_model(CPU, hints)"),
+    ("runtime", "create_execution_context\nset_input_shape", "create_infer_request\n(or AsyncInferQueue)"),
+    ("runtime", "set_tensor_address\nexecute_async_v3", "infer / start_async\n-> outputs"),
+)
+
+
+def plot_two_phases(path: str | Path | None = None):
+    """The TensorRT build and runtime phases (top row) with their OpenVINO twins (bottom row)."""
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+    fig = _figure(15, 4.6)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, len(TWO_PHASES) * 2.5)
+    ax.set_ylim(0, 4.6)
+    ax.axis("off")
+    colours = {"build": "#c6dbef", "runtime": "#fdd0a2"}
+    for row, (y, label) in enumerate(((2.6, "TensorRT (NVIDIA GPU)"), (0.4, "OpenVINO (this CPU)"))):
+        ax.text(0.05, y + 1.55, label, fontsize=11, weight="bold", va="bottom")
+        for i, (phase, trt_step, ov_step) in enumerate(TWO_PHASES):
+            x = 0.1 + i * 2.5
+            ax.add_patch(FancyBboxPatch((x, y), 2.1, 1.4, boxstyle="round,pad=0.03,rounding_size=0.12",
+                                        facecolor=colours[phase], edgecolor="#444", linewidth=1))
+            ax.text(x + 1.05, y + 0.7, trt_step if row == 0 else ov_step, ha="center", va="center", fontsize=8.5)
+            if i:
+                ax.add_patch(FancyArrowPatch((x - 0.38, y + 0.7), (x - 0.02, y + 0.7), arrowstyle="-|>",
+                                             mutation_scale=12, color="#333"))
+    split = 0.1 + 3 * 2.5 - 0.2
+    ax.plot([split, split], [0.2, 4.4], ls="--", color="#888")
+    ax.text(split - 0.15, 4.45, "build phase (once, offline)", ha="right", fontsize=9, color="#555")
+    ax.text(split + 0.15, 4.45, "runtime phase (every inference)", ha="left", fontsize=9, color="#555")
+    return _save(fig, path)

@@ -172,7 +172,7 @@ class OpenVinoRunner(OnnxFileRunner):
 
     ``precision``: ``fp32`` (default), ``bf16``, ``fp16`` or ``None`` for the device
     default; ``hint``: ``latency`` or ``throughput``; ``threads``: CPU inference threads.
-    After activation ``inference_precision`` holds what the compiled model uses.
+    ``inference_precision`` is what the compiled model really uses (compiling if needed).
     """
 
     backend = "openvino"
@@ -192,7 +192,7 @@ class OpenVinoRunner(OnnxFileRunner):
         self.device, self.precision, self.hint, self.threads = device, precision, hint, threads
         self.compiled = None
         self.request = None
-        self.inference_precision: str | None = None
+        self._inference_precision: str | None = None
 
     def with_model(self, model_path: str | Path) -> OpenVinoRunner:
         return OpenVinoRunner(model_path, self.device, self.precision, self.hint, self.threads)
@@ -225,11 +225,11 @@ class OpenVinoRunner(OnnxFileRunner):
                 f"OpenVINO cannot compile {str(path)!r} for {self.device}: {detail[:300]}"
             ) from exc
         self.request = self.compiled.create_infer_request()
-        self.inference_precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
+        self._inference_precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         asked = PRECISIONS.get(self.precision) if self.precision else None
-        if asked and self.inference_precision != asked:
+        if asked and self._inference_precision != asked:
             info(f"OpenVINO on {self.device}: asked for {asked}, the compiled model runs "
-                 f"{self.inference_precision} (this device does not support {asked})")
+                 f"{self._inference_precision} (this device does not support {asked})")
         self._dim_names = self._read_dim_names()
 
     def _read_dim_names(self) -> dict[str, list]:
@@ -290,6 +290,12 @@ class OpenVinoRunner(OnnxFileRunner):
             queue.start_async(feed, index)
         queue.wait_all()
         return results
+
+    @property
+    def inference_precision(self) -> str:
+        """The precision the compiled model really computes in (f32, bf16, f16)."""
+        self.activate()
+        return self._inference_precision
 
     @property
     def optimal_requests(self) -> int:

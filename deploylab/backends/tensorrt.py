@@ -54,8 +54,9 @@ from deploylab.errors import DeployLabError, MissingDependencyError
 from deploylab.log import announce, info
 
 INSTALL_HINT = (
-    "pip install tensorrt (needs an NVIDIA GPU with a recent driver; the wheels come from "
-    "pypi.nvidia.com, so a machine without access to NVIDIA's hosts cannot install them)"
+    "pip install tensorrt (needs an NVIDIA GPU with a recent driver; the wheels download "
+    "their libraries from NVIDIA's own package index, so a machine that cannot reach it "
+    "cannot install them)"
 )
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 # trtexec spells the levels differently from the Python enum.
