@@ -3,14 +3,25 @@
 Timings are only compared as ratios measured in the same process, never asserted as
 absolute times: a laptop, a CI runner and a loaded machine differ by more than the
 effects being measured.
+
+On top of the timing loop: :func:`benchmark_runner` (one runner, one batch size),
+:func:`benchmark_concurrent` (throughput with several requests in flight),
+:func:`sweep` over runners and batch sizes into :class:`SweepResults` (JSON/CSV files
+that carry the machine they were measured on), and :func:`harness_overhead_us`, the
+harness's own cost per timed call.
 """
 
 from __future__ import annotations
 
+import csv
+import json
+import queue
 import statistics
+import threading
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -109,3 +120,597 @@ def time_interleaved(
             fn()
             samples[key].append(time.perf_counter_ns() - t0)
     return {k: summarize_timings(k, v, items_per_call) for k, v in samples.items()}
+
+
+# ================================================================ runners: one batch size, a sweep, concurrency
+# Everything below works on any deploylab Runner. Heavier imports (tqdm, the environment
+# probe, the thread pool) happen inside the functions that need them.
+
+BENCH_MODES = ("sync", "async")
+DEFAULT_BATCH_SIZES = (1, 2, 4, 8, 16, 32)
+DEFAULT_REPEATS = 20
+# With a time budget but no repeat count, at least this many calls, so p90 means something.
+MIN_REPEATS_WITH_BUDGET = 3
+# Requests each worker handles per timed round of benchmark_concurrent: enough that the
+# start and drain of a round are a small part of it.
+REQUESTS_PER_WORKER_PER_ROUND = 8
+CSV_COLUMNS = ("runner", "backend", "batch", "mode", "concurrency", "median_ms", "p90_ms", "p99_ms", "min_ms",
+               "throughput_per_s", "per_item_ms", "threads", "precision")
+# OpenVINO reports f32/bf16/f16; deploylab names precisions fp32/bf16/fp16 everywhere.
+_PRECISION_NAMES = {"f32": "fp32", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
+                    "f16": "fp16", "fp16": "fp16", "float16": "fp16"}
+
+
+def _stats_from_dict(data: dict) -> TimingStats:
+    fields = TimingStats.__dataclass_fields__
+    return TimingStats(**{k: v for k, v in data.items() if k in fields})
+
+
+@dataclass
+class BenchmarkResult:
+    """One measurement: a runner at one batch size, called synchronously or concurrently.
+
+    ``stats`` are per-call latencies for ``mode="sync"`` (one ``infer`` of ``batch_size``
+    items per call). For ``mode="async"`` (``concurrency`` requests in flight) they are
+    the wall times of timed rounds of many requests, ``stats.items_per_call`` items each.
+    ``throughput_per_s`` is items per second: batch_size * 1000 / median_ms for sync, all
+    items / total wall time of the rounds for async. ``threads`` is what the runner was
+    asked for (None = the engine's default); ``precision`` what it computes in (fp32
+    unless the runner reports otherwise, as OpenVINO's ``inference_precision`` does).
+    """
+
+    runner: str
+    backend: str
+    batch_size: int
+    threads: int | None
+    precision: str
+    stats: TimingStats
+    mode: str = "sync"
+    concurrency: int = 1
+    throughput_per_s: float | None = None
+
+    def __post_init__(self):
+        if self.mode not in BENCH_MODES:
+            raise DeployLabError(f"unknown benchmark mode {self.mode!r}; use one of {', '.join(BENCH_MODES)}")
+        if self.throughput_per_s is None:
+            self.throughput_per_s = self.stats.throughput
+
+    @property
+    def per_item_ms(self) -> float:
+        """Milliseconds per item at the measured throughput (median_ms / batch_size for sync)."""
+        return 1000.0 / self.throughput_per_s if self.throughput_per_s > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        return {
+            "runner": self.runner, "backend": self.backend, "batch_size": self.batch_size,
+            "threads": self.threads, "precision": self.precision, "mode": self.mode,
+            "concurrency": self.concurrency, "throughput_per_s": self.throughput_per_s,
+            "per_item_ms": self.per_item_ms, "stats": self.stats.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> BenchmarkResult:
+        try:
+            return cls(runner=data["runner"], backend=data["backend"], batch_size=int(data["batch_size"]),
+                       threads=data.get("threads"), precision=data.get("precision", "fp32"),
+                       stats=_stats_from_dict(data["stats"]), mode=data.get("mode", "sync"),
+                       concurrency=int(data.get("concurrency", 1)), throughput_per_s=data.get("throughput_per_s"))
+        except (KeyError, TypeError) as exc:
+            raise DeployLabError(
+                f"a benchmark result is missing or has a malformed field ({exc!r}): {data!r:.200}"
+            ) from None
+
+    def csv_row(self) -> dict:
+        s = self.stats
+        return {"runner": self.runner, "backend": self.backend, "batch": self.batch_size, "mode": self.mode,
+                "concurrency": self.concurrency, "median_ms": s.median_ms, "p90_ms": s.p90_ms, "p99_ms": s.p99_ms,
+                "min_ms": s.min_ms, "throughput_per_s": self.throughput_per_s, "per_item_ms": self.per_item_ms,
+                "threads": "" if self.threads is None else self.threads, "precision": self.precision}
+
+    def format(self) -> str:
+        how = "sync" if self.mode == "sync" else f"async x{self.concurrency}"
+        return (f"{self.runner} batch {self.batch_size} ({how}): median {self.stats.median_ms:.3f} ms, "
+                f"p90 {self.stats.p90_ms:.3f} ms, {self.throughput_per_s:.1f} items/s, "
+                f"{self.per_item_ms:.4f} ms/item")
+
+
+@dataclass
+class SkippedBatch:
+    """A (runner, batch size) a sweep did not measure, and why."""
+
+    runner: str
+    backend: str
+    batch_size: int
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _runner_threads(runner) -> int | None:
+    for attr in ("intra_op_threads", "threads"):  # ONNX Runtime; OpenVINO and torch eager
+        value = getattr(runner, attr, None)
+        if value:
+            return int(value)
+    return None
+
+
+def _runner_precision(runner) -> str:
+    value = getattr(runner, "inference_precision", None)
+    if not value:
+        return "fp32"
+    return _PRECISION_NAMES.get(str(value).lower(), str(value).lower())
+
+
+def _positive_int(value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise DeployLabError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _positive_seconds(value, what: str = "seconds") -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (0 < value < float("inf")):
+        raise DeployLabError(f"{what} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def parse_sizes(text: str, what: str = "--batch") -> tuple[int, ...]:
+    """``"1,8,32"`` -> ``(1, 8, 32)``: positive integers, duplicates dropped, order kept."""
+    sizes = []
+    for part in str(text).split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise DeployLabError(f"{what} {text!r} must be comma-separated positive integers, e.g. 1,8,32") from None
+        if value < 1:
+            raise DeployLabError(f"{what} {text!r} contains {value}; sizes must be at least 1")
+        if value not in sizes:
+            sizes.append(value)
+    return tuple(sizes)
+
+
+def batch_feed(runner, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs for ``runner`` with ``batch_size`` rows (see :func:`seeded_feed`).
+
+    The batch dim is dim 0 of the runner's first input; every input that shares its
+    symbolic name gets the same size. Other symbolic dims are 1.
+    """
+    from dataclasses import replace
+
+    from deploylab.backends.base import seeded_feed
+
+    specs = runner.inputs
+    dim = specs[0].shape[0] if specs and specs[0].shape else None
+    if isinstance(dim, str):
+        return seeded_feed(specs, {dim: batch_size}, seed)
+    if isinstance(dim, int) and dim >= 0:
+        return seeded_feed(specs, {}, seed)
+    # An unnamed dynamic dim: give it a name only this feed uses.
+    specs = [replace(specs[0], shape=("__batch__",) + tuple(specs[0].shape[1:]))] + specs[1:]
+    return seeded_feed(specs, {"__batch__": batch_size}, seed)
+
+
+def benchmark_runner(
+    runner,
+    batch_size: int,
+    *,
+    warmup: int = 3,
+    repeats: int | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    name: str | None = None,
+) -> BenchmarkResult:
+    """Latency of ``runner.infer`` on a seeded batch of ``batch_size`` (milliseconds per call).
+
+    ``warmup`` untimed calls, then ``repeats`` timed calls, continuing until ``seconds``
+    have passed if a time budget is given (with a budget and no ``repeats``, at least 3
+    calls; with neither, 20 calls). The batch size is checked against the runner's
+    bounds first (:func:`deploylab.batching.check_batch_bounds`). The timed call is the
+    public ``infer``, input validation included: :func:`harness_overhead_us` says how much
+    that and the clock reads add per call. ``name`` labels the result (default: runner.name).
+    """
+    from deploylab.batching import check_batch_bounds
+
+    batch_size = _positive_int(batch_size, "batch_size")
+    seconds = _positive_seconds(seconds)
+    if repeats is None:
+        repeats = MIN_REPEATS_WITH_BUDGET if seconds else DEFAULT_REPEATS
+    repeats, warmup = _positive_int(repeats, "repeats"), int(warmup)
+    check_batch_bounds(runner, batch_size)
+    feed = batch_feed(runner, batch_size, seed)
+    runner.check(feed)  # a bad feed fails here, not inside the timing loop
+    label = name or runner.name
+    stats = time_call(lambda: runner.infer(feed), label=f"{label} b{batch_size}", warmup=warmup, repeats=repeats,
+                      min_seconds=seconds or 0.0, items_per_call=batch_size)
+    return BenchmarkResult(label, runner.backend, batch_size, _runner_threads(runner), _runner_precision(runner), stats)
+
+
+def benchmark_concurrent(
+    runner,
+    batch_size: int,
+    requests: int,
+    *,
+    total_items: int | None = None,
+    seconds: float | None = None,
+    rounds: int = 5,
+    warmup: int = 1,
+    seed: int = 0,
+    name: str | None = None,
+    runner_factory: Callable[[], object] | None = None,
+) -> BenchmarkResult:
+    """Throughput (items/s) with ``requests`` inferences of ``batch_size`` in flight at once.
+
+    How requests run in parallel:
+
+    - an OpenVINO runner (it has ``infer_async_queue``): its ``AsyncInferQueue`` with
+      ``jobs=requests``. Build the runner with ``hint="throughput"`` so the CPU plugin
+      splits its cores into streams; with the latency hint one stream takes all cores
+      and extra requests mostly wait.
+    - any other runner: a thread pool of ``requests`` threads, each with its own runner
+      (``runner_factory()``, or ``runner.with_model(runner.model_path)`` for runners on an
+      ONNX file, e.g. ONNX Runtime), else all threads share ``runner``. ONNX Runtime's
+      ``run`` releases the GIL, so the threads really run in parallel; mind that each
+      session also has its own intra-op thread pool (set ``intra_op_threads``).
+
+    The work is a fixed number of items (``total_items``, rounded up to whole requests;
+    default ``8 * requests * rounds`` requests) split into ``rounds`` timed rounds, or
+    rounds of ``8 * requests`` requests until ``seconds`` have passed (given both,
+    whichever takes longer). ``warmup`` untimed rounds of ``requests`` requests come first. Returns a
+    ``mode="async"`` result whose ``stats`` are the round wall times and whose
+    ``throughput_per_s`` is all items over the summed round time.
+    """
+    from deploylab.batching import check_batch_bounds
+
+    batch_size = _positive_int(batch_size, "batch_size")
+    requests = _positive_int(requests, "requests")
+    rounds = _positive_int(rounds, "rounds")
+    seconds = _positive_seconds(seconds)
+    if total_items is None and seconds is None:
+        total_items = REQUESTS_PER_WORKER_PER_ROUND * requests * rounds * batch_size
+    total_requests = None
+    if total_items is not None:
+        total_requests = -(-_positive_int(total_items, "total_items") // batch_size)
+        per_round = -(-total_requests // rounds)
+    else:
+        per_round = REQUESTS_PER_WORKER_PER_ROUND * requests
+    check_batch_bounds(runner, batch_size)
+    feed = batch_feed(runner, batch_size, seed)
+    runner.check(feed)
+    label = name or runner.name
+
+    pool = None
+    workers = []
+    if hasattr(runner, "infer_async_queue"):
+        def run_round(count: int) -> None:
+            runner.infer_async_queue([feed] * count, jobs=requests)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if runner_factory is not None:
+            workers = [runner_factory() for _ in range(requests)]
+        elif hasattr(runner, "with_model"):
+            workers = [runner] + [runner.with_model(runner.model_path) for _ in range(requests - 1)]
+        elif requests > 1 and runner.backend == "tensorrt":
+            raise DeployLabError(
+                "a TensorRT runner cannot be shared by several threads (its execution context is not "
+                "thread-safe); pass runner_factory= that builds one runner per thread"
+            )
+        else:
+            workers = [runner] * requests
+        for worker in workers:
+            worker.activate()
+        # Each pool thread takes one runner for its lifetime; a barrier makes the pool start
+        # all its threads now. In a round every thread pulls requests from a shared count
+        # until none are left, so the threads stay busy until the round's last request.
+        local, unclaimed = threading.local(), queue.SimpleQueue()
+        for worker in workers:
+            unclaimed.put(worker)
+
+        def claim_runner() -> None:
+            local.runner = unclaimed.get_nowait()
+
+        pool = ThreadPoolExecutor(max_workers=requests, thread_name_prefix="deploylab-bench",
+                                  initializer=claim_runner)
+        barrier = threading.Barrier(requests)
+        for future in [pool.submit(barrier.wait, 60) for _ in range(requests)]:
+            future.result()
+        lock, remaining = threading.Lock(), [0]
+
+        def work() -> None:
+            own = local.runner
+            while True:
+                with lock:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+                own.infer(feed)
+
+        def run_round(count: int) -> None:
+            remaining[0] = count
+            futures = [pool.submit(work) for _ in range(requests)]
+            for future in futures:
+                future.result()
+
+    samples: list[int] = []
+    done = 0
+    try:
+        for _ in range(max(0, int(warmup))):
+            run_round(requests)
+        start = time.perf_counter()
+        while (not samples or (total_requests is not None and done < total_requests)
+               or (seconds is not None and time.perf_counter() - start < seconds)):
+            t0 = time.perf_counter_ns()
+            run_round(per_round)
+            samples.append(time.perf_counter_ns() - t0)
+            done += per_round
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
+        for worker in workers:
+            if worker is not runner:
+                worker.deactivate()
+    stats = summarize_timings(f"{label} b{batch_size} x{requests}", samples, per_round * batch_size)
+    throughput = done * batch_size / (sum(samples) / 1e9)
+    return BenchmarkResult(label, runner.backend, batch_size, _runner_threads(runner), _runner_precision(runner),
+                           stats, mode="async", concurrency=requests, throughput_per_s=throughput)
+
+
+# ---------------------------------------------------------------- the harness's own cost
+@dataclass
+class HarnessOverhead:
+    """Median microseconds per timed call of a no-op function and of an engine-less runner."""
+
+    noop_us: float
+    empty_runner_us: float
+
+    @property
+    def runner_layer_us(self) -> float:
+        """What ``Runner.infer`` itself (input checks, dict handling) adds over a bare call."""
+        return self.empty_runner_us - self.noop_us
+
+
+def _empty_runner():
+    from deploylab.backends.base import Runner, TensorSpec
+
+    class EmptyRunner(Runner):
+        """A runner with no engine: ``_infer`` hands back its (checked) inputs."""
+
+        backend = "empty"
+
+        def _activate(self) -> None:
+            pass
+
+        def _describe(self):
+            spec = TensorSpec("input", np.dtype(np.float32), ("batch", 1, 32, 32))
+            return [spec], [spec]
+
+        def _infer(self, feed):
+            return feed
+
+    return EmptyRunner("empty")
+
+
+def measure_harness_overhead(repeats: int = 2000, warmup: int = 50) -> HarnessOverhead:
+    """Time a no-op function and an engine-less runner with the same loop, interleaved."""
+    runner = _empty_runner()
+    feed = batch_feed(runner, 1)
+    stats = time_interleaved({"noop": lambda: None, "empty": lambda: runner.infer(feed)},
+                             warmup=warmup, repeats=_positive_int(repeats, "repeats"))
+    return HarnessOverhead(stats["noop"].median_ms * 1000.0, stats["empty"].median_ms * 1000.0)
+
+
+def harness_overhead_us(repeats: int = 2000) -> float:
+    """Microseconds the timing loop adds to every timed ``runner.infer`` call.
+
+    Measured as the median timed call of a runner without an engine (its ``_infer``
+    returns its input), i.e. the clock reads, the loop and ``Runner.infer``'s input
+    checks; a no-op function is timed in alternation as the floor (see
+    :func:`measure_harness_overhead` for both numbers). Compare it with the median of a
+    fast model at batch 1 to know how much of that number is the harness.
+    """
+    return measure_harness_overhead(repeats).empty_runner_us
+
+
+# ---------------------------------------------------------------- sweeps and their files
+@dataclass
+class SweepResults:
+    """Results of a :func:`sweep`, with the machine they were measured on.
+
+    ``environment`` is :func:`deploylab.env.collect_environment`'s dict, ``timestamp`` an
+    ISO 8601 UTC time, ``settings`` the sweep's arguments, ``skipped`` every (runner,
+    batch size) that was not measured with the reason.
+    """
+
+    results: list[BenchmarkResult]
+    environment: dict
+    timestamp: str
+    skipped: list[SkippedBatch] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def runner_names(self) -> list[str]:
+        """Runner names in the order they were first measured or skipped."""
+        names: dict[str, None] = {}
+        for item in [*self.results, *self.skipped]:
+            names.setdefault(item.runner, None)
+        return list(names)
+
+    def for_runner(self, runner_name: str, mode: str | None = "sync") -> list[BenchmarkResult]:
+        """Results of one runner (of one ``mode``; None for all), by batch size."""
+        found = [r for r in self.results if r.runner == runner_name and (mode is None or r.mode == mode)]
+        return sorted(found, key=lambda r: (r.mode != "sync", r.concurrency, r.batch_size))
+
+    def best_batch(self, runner_name: str, mode: str = "sync") -> int:
+        """The batch size with the highest throughput (items/s) for ``runner_name``."""
+        found = self.for_runner(runner_name, mode)
+        if not found:
+            known = ", ".join(map(repr, self.runner_names)) or "none"
+            raise DeployLabError(f"no {mode} results for runner {runner_name!r}; runners measured: {known}")
+        return max(found, key=lambda r: r.throughput_per_s).batch_size
+
+    # -- files
+    def to_dict(self) -> dict:
+        return {"timestamp": self.timestamp, "settings": self.settings, "environment": self.environment,
+                "results": [r.to_dict() for r in self.results], "skipped": [s.to_dict() for s in self.skipped]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SweepResults:
+        if not isinstance(data, dict) or "results" not in data:
+            raise DeployLabError("not a deploylab sweep: expected a JSON object with a 'results' list")
+        try:
+            skipped = [SkippedBatch(**s) for s in data.get("skipped", [])]
+        except TypeError as exc:
+            raise DeployLabError(f"malformed 'skipped' entry in sweep results: {exc}") from None
+        return cls([BenchmarkResult.from_dict(r) for r in data["results"]], data.get("environment", {}),
+                   data.get("timestamp", ""), skipped, data.get("settings", {}))
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write everything (results, skipped batches, environment, settings) as JSON."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        return path
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> SweepResults:
+        """Read a file written by :meth:`to_json`."""
+        path = Path(path)
+        if not path.is_file():
+            raise DeployLabError(f"sweep results file {str(path)!r} does not exist")
+        try:
+            data = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DeployLabError(f"{str(path)!r} is not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    def to_csv(self, path: str | Path) -> Path:
+        """One row per result with :data:`CSV_COLUMNS` (times in ms, throughput in items/s)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+            writer.writeheader()
+            for result in self.results:
+                writer.writerow(result.csv_row())
+        return path
+
+    # -- reading
+    def table(self) -> str:
+        """An aligned text table: one line per result, ``*`` on each runner's best batch."""
+        env = self.environment or {}
+        head = (f"{env.get('cpu_model', 'unknown cpu')}, {env.get('cpu_count', '?')} logical CPUs; "
+                f"measured {self.timestamp or 'at an unknown time'}")
+        header = ("runner", "backend", "batch", "mode", "conc", "median ms", "p90 ms", "p99 ms", "min ms",
+                  "items/s", "ms/item", "threads", "precision", "best")
+        best = {}
+        for name in self.runner_names:
+            if self.for_runner(name):
+                best[name] = self.best_batch(name)
+        rows = []
+        order = {name: i for i, name in enumerate(self.runner_names)}
+        for r in sorted(self.results, key=lambda r: (order[r.runner], r.mode != "sync", r.concurrency, r.batch_size)):
+            s = r.stats
+            rows.append((r.runner, r.backend, str(r.batch_size), r.mode, str(r.concurrency),
+                         f"{s.median_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.min_ms:.3f}",
+                         f"{r.throughput_per_s:.1f}", f"{r.per_item_ms:.4f}",
+                         "default" if r.threads is None else str(r.threads), r.precision,
+                         "*" if r.mode == "sync" and best.get(r.runner) == r.batch_size else ""))
+        widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+        numeric = set(range(2, 11))
+
+        def line(cells):
+            return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+        lines = [head, line(header), line(["-" * w for w in widths])] + [line(row) for row in rows]
+        if not rows:
+            lines.append("(no results)")
+        for s in self.skipped:
+            lines.append(f"skipped {s.runner} batch {s.batch_size}: {s.reason}")
+        if any(r.mode == "async" for r in self.results):
+            lines.append("async rows: median/p90/p99/min are wall times of rounds of many requests, not latencies")
+        return "\n".join(lines)
+
+
+def _named_runners(runners) -> dict:
+    if isinstance(runners, Mapping):
+        named = dict(runners)
+    else:
+        named = {}
+        for runner in runners:
+            if runner.name in named:
+                raise DeployLabError(
+                    f"two runners are named {runner.name!r}; pass a dict {{name: runner}} to tell them apart"
+                )
+            named[runner.name] = runner
+    if not named:
+        raise DeployLabError("no runners to benchmark")
+    return named
+
+
+def sweep(
+    runners,
+    batch_sizes=DEFAULT_BATCH_SIZES,
+    *,
+    warmup: int = 3,
+    repeats: int | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    concurrency=(),
+    progress: bool = True,
+) -> SweepResults:
+    """Benchmark every runner at every batch size (see :func:`benchmark_runner`).
+
+    ``runners``: a dict ``{name: runner}`` (the names label the results) or a list of
+    runners (labelled by ``runner.name``). Batch sizes a runner does not accept (a fixed
+    batch dim, or outside its bounds) are recorded in ``skipped`` with the reason. The
+    loop goes batch size by batch size, all runners at each, so slow drift in machine
+    load spreads over all runners. Each ``concurrency`` value c also measures
+    :func:`benchmark_concurrent` with c requests (``seconds`` per point if given).
+    ``progress`` shows a tqdm bar.
+    """
+    from datetime import datetime, timezone
+
+    from tqdm.auto import tqdm
+
+    from deploylab.batching import check_batch_bounds
+    from deploylab.env import collect_environment
+
+    named = _named_runners(runners)
+    if isinstance(batch_sizes, (int, np.integer)):
+        batch_sizes = (batch_sizes,)
+    sizes = list(dict.fromkeys(_positive_int(b, "each batch size") for b in batch_sizes))
+    levels = list(dict.fromkeys(_positive_int(c, "each concurrency") for c in concurrency))
+    if not sizes:
+        raise DeployLabError("batch_sizes is empty; give at least one batch size, e.g. (1, 8, 32)")
+    seconds = _positive_seconds(seconds)
+    for runner in named.values():
+        runner.activate()  # a runner that cannot load fails here, not as a skipped batch
+    plan, skipped = [], []
+    for size in sizes:
+        for name, runner in named.items():
+            try:
+                check_batch_bounds(runner, size)
+            except DeployLabError as exc:
+                skipped.append(SkippedBatch(name, runner.backend, size, str(exc)))
+            else:
+                plan.append((name, runner, size))
+    settings = {"batch_sizes": sizes, "warmup": warmup, "repeats": repeats, "seconds": seconds, "seed": seed,
+                "concurrency": levels}
+    timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results = []
+    with tqdm(total=len(plan) * (1 + len(levels)), desc="benchmark", unit="point", disable=not progress) as bar:
+        for name, runner, size in plan:
+            bar.set_postfix_str(f"{name} batch {size}")
+            results.append(benchmark_runner(runner, size, warmup=warmup, repeats=repeats, seconds=seconds,
+                                            seed=seed, name=name))
+            bar.update()
+            for level in levels:
+                bar.set_postfix_str(f"{name} batch {size} x{level}")
+                results.append(benchmark_concurrent(runner, size, level, seconds=seconds, seed=seed, name=name))
+                bar.update()
+    order = {name: i for i, name in enumerate(named)}
+    results.sort(key=lambda r: (order[r.runner], r.mode != "sync", r.concurrency, r.batch_size))
+    return SweepResults(results, collect_environment(), timestamp, skipped, settings)

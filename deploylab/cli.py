@@ -192,7 +192,7 @@ def _build_openvino(args, profile) -> int:
             "OpenVINO runs int8 from a quantized model, not from a build flag; quantize first "
             "(NNCF or ONNX Runtime Q/DQ) and build that model with --precision fp32"
         )
-    output = args.output if args.output.suffix == ".xml" else args.output.with_suffix(".xml")
+    output = args.output if args.output.suffix == ".xml" else args.output.with_name(args.output.name + ".xml")
     report = build_openvino_ir(args.model, output, profile.shapes or None, reuse=not args.rebuild)
     print(report.format())
     if args.precision != "fp32":
@@ -229,6 +229,57 @@ def _build_tensorrt(args, profile) -> int:
     return EXIT_OK
 
 
+def _cmd_bench(args) -> int:
+    from deploylab.backends.registry import backend_for_artifact, make_runner, parse_backends
+    from deploylab.batching import check_batch_bounds
+    from deploylab.bench import parse_sizes, sweep
+
+    backends = parse_backends(args.backends or backend_for_artifact(args.model))
+    batches = parse_sizes(args.batch, "--batch")
+    levels = parse_sizes(args.concurrency, "--concurrency") if args.concurrency else ()
+    for value, flag in ((args.threads, "--threads"), (args.repeats, "--repeats")):
+        if value is not None and value < 1:
+            raise DeployLabError(f"{flag} must be at least 1, got {value}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise DeployLabError(f"--seconds must be a positive number, got {args.seconds}")
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise DeployLabError(f"--plot {str(args.plot)!r} must end in .png, .svg or .pdf")
+    if not args.model.is_file():
+        raise DeployLabError(f"model file {str(args.model)!r} does not exist")
+    runners = {}
+    for backend in backends:
+        options = {}
+        if args.threads is not None and backend == "onnxruntime":
+            options["intra_op_threads"] = args.threads
+        elif args.threads is not None and backend == "openvino":
+            options["threads"] = args.threads
+        runners[backend] = make_runner(backend, args.model, **options).activate()
+    # Refuse up front when nothing can run: every (backend, batch) pair is out of bounds.
+    refusals, runnable = {}, 0
+    for backend, runner in runners.items():
+        for size in batches:
+            try:
+                check_batch_bounds(runner, size)
+                runnable += 1
+            except DeployLabError as exc:
+                refusals.setdefault(backend, str(exc))  # the first reason per backend is enough
+    if not runnable:
+        raise DeployLabError(f"no backend accepts batch size(s) {args.batch}: " + " | ".join(refusals.values()))
+    results = sweep(runners, batches, repeats=args.repeats, seconds=args.seconds, concurrency=levels,
+                    progress=sys.stderr.isatty())
+    print(results.table())
+    if args.out is not None:
+        json_path = results.to_json(args.out)
+        csv_path = results.to_csv(Path(args.out).with_suffix(".csv"))
+        print(f"results written to {json_path} and {csv_path}")
+    if args.plot is not None:
+        from deploylab.plots import plot_sweep
+
+        plot_sweep(results, args.plot)
+        print(f"plot written to {args.plot}")
+    return EXIT_OK
+
+
 def _cmd_env(args) -> int:
     from deploylab.env import collect_environment, format_environment
 
@@ -240,8 +291,10 @@ def _cmd_env(args) -> int:
 def _cmd_train_lenet(args) -> int:
     from deploylab.models.lenet import save_lenet_checkpoint, train_lenet
 
+    from deploylab.models.lenet import LENET_CHECKPOINT
+
     model, report = train_lenet(epochs=args.epochs, seed=args.seed, progress=True)
-    path = save_lenet_checkpoint(model, args.output)
+    path = save_lenet_checkpoint(model, args.output or LENET_CHECKPOINT)
     print(f"LeNet trained in {report.seconds:.1f} s: train accuracy {report.train_accuracy:.2%}, "
           f"test accuracy {report.test_accuracy:.2%}; saved to {path}")
     return EXIT_OK
@@ -307,6 +360,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="OpenVINO: rebuild even if a matching IR exists")
     p.set_defaults(func=_cmd_build)
 
+    p = sub.add_parser("bench", help="latency and throughput over batch sizes, per backend")
+    p.add_argument("model", type=Path, help="ONNX file, OpenVINO .xml or TensorRT .plan")
+    p.add_argument("--backends", default=None, help="comma-separated backends, e.g. onnxruntime,openvino "
+                   "(default: from the file type)")
+    p.add_argument("--batch", default="1,2,4,8,16,32", help="batch sizes, e.g. 1,8,32 (default: 1,2,4,8,16,32)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per runner (ONNX Runtime intra-op, OpenVINO inference threads)")
+    p.add_argument("--seconds", type=float, default=None, help="time budget per point (runs at least 3 calls)")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per point (default 20)")
+    p.add_argument("--concurrency", default=None, metavar="N[,N...]",
+                   help="also measure throughput with this many requests in flight, e.g. 2,4")
+    p.add_argument("--out", type=Path, default=None, metavar="JSON",
+                   help="results JSON to write; a CSV with the same stem goes beside it")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="plot latency/throughput vs batch")
+    p.set_defaults(func=_cmd_bench)
+
     p = sub.add_parser("env", help="versions, CPU features and GPUs of this machine")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_env)
@@ -322,10 +391,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "output", 1) is None:
-        from deploylab.models.lenet import LENET_CHECKPOINT
-
-        args.output = LENET_CHECKPOINT
     try:
         return args.func(args)
     except DeployLabError as exc:

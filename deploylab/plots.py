@@ -142,3 +142,62 @@ def plot_two_phases(path: str | Path | None = None):
     ax.text(split - 0.15, 4.45, "build phase (once, offline)", ha="right", fontsize=9, color="#555")
     ax.text(split + 0.15, 4.45, "runtime phase (every inference)", ha="left", fontsize=9, color="#555")
     return _save(fig, path)
+
+
+def plot_sweep(results, path: str | Path | None = None, title: str = ""):
+    """Three panels over batch size (log2 axis) for a :class:`deploylab.bench.SweepResults`.
+
+    Latency per call (median, whiskers up to p90), throughput (items/s) and time per
+    item (ms); one line per runner. Concurrent (async) results appear as dashed lines in
+    the throughput and per-item panels only: their timings are rounds, not latencies.
+    """
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    fig = _figure(13, 3.9)
+    axes = fig.subplots(1, 3)
+    colors = {}
+    palette = [f"C{i}" for i in range(10)]
+    batches = sorted({r.batch_size for r in results.results})
+    for name in results.runner_names:
+        colors[name] = palette[len(colors) % len(palette)]
+        sync = results.for_runner(name, "sync")
+        if sync:
+            x = [r.batch_size for r in sync]
+            median = np.array([r.stats.median_ms for r in sync])
+            p90 = np.array([r.stats.p90_ms for r in sync])
+            axes[0].errorbar(x, median, yerr=[np.zeros_like(median), p90 - median], marker="o", markersize=4,
+                             capsize=3, color=colors[name], label=name)
+            axes[1].plot(x, [r.throughput_per_s for r in sync], marker="o", markersize=4, color=colors[name],
+                         label=name)
+            axes[2].plot(x, [r.per_item_ms for r in sync], marker="o", markersize=4, color=colors[name],
+                         label=name)
+        concurrent = results.for_runner(name, "async")
+        for level in sorted({r.concurrency for r in concurrent}):
+            rows = [r for r in concurrent if r.concurrency == level]
+            x = [r.batch_size for r in rows]
+            label = f"{name} ({level} in flight)"
+            axes[1].plot(x, [r.throughput_per_s for r in rows], "--", marker="s", markersize=4,
+                         color=colors[name], label=label)
+            axes[2].plot(x, [r.per_item_ms for r in rows], "--", marker="s", markersize=4,
+                         color=colors[name], label=label)
+    labels = (("latency per call (ms)", "latency: median, whiskers to p90"),
+              ("throughput (items/s)", "throughput"),
+              ("time per item (ms)", "time per item (= 1 / throughput)"))
+    for ax, (ylabel, panel_title) in zip(axes, labels):
+        ax.set_xscale("log", base=2)
+        if batches:
+            ax.xaxis.set_major_locator(FixedLocator(batches))
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("batch size")
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel_title, fontsize=10)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    handles, names = axes[1].get_legend_handles_labels()
+    if handles:
+        axes[1].legend(handles, names, fontsize=8)
+    env = results.environment or {}
+    machine = f"{env.get('cpu_model', 'unknown cpu')}, {env.get('cpu_count', '?')} CPUs"
+    fig.suptitle(title or f"batch-size sweep on {machine}", fontsize=11)
+    return _save(fig, path)

@@ -80,18 +80,24 @@ def _bounded_shapes(model, profile: Mapping[str, tuple] | None):
     ov = _ov()
     shapes = {}
     names = {port.get_any_name(): port for port in model.inputs}
-    for name, (low, _opt, high) in (profile or {}).items():
+    for name, (low, opt, high) in (profile or {}).items():
         if name not in names:
             raise DeployLabError(
                 f"profile names input {name!r}, but the model's inputs are {', '.join(names)}"
             )
         current = names[name].get_partial_shape()
-        if len(low) != current.rank.get_length():
-            raise DeployLabError(
-                f"profile for {name!r} has rank {len(low)}, the model input has shape {current}"
-            )
+        for which, shape in zip(("min", "opt", "max"), (low, opt, high)):
+            if len(shape) != current.rank.get_length():
+                raise DeployLabError(
+                    f"profile {which} shape for {name!r} has rank {len(shape)}, the model input has shape {current}"
+                )
         dims = []
-        for axis, (lo, hi) in enumerate(zip(low, high)):
+        for axis, (lo, mid, hi) in enumerate(zip(low, opt, high)):
+            if not 1 <= lo <= mid <= hi:
+                raise DeployLabError(
+                    f"profile for {name!r} dim {axis}: min {lo}, opt {mid}, max {hi} must satisfy "
+                    f"1 <= min <= opt <= max (model shape {current})"
+                )
             model_dim = current[axis]
             if model_dim.is_static and not (lo == hi == model_dim.get_length()):
                 raise DeployLabError(
@@ -136,14 +142,19 @@ def build_openvino_ir(
         except json.JSONDecodeError:
             recorded = {}
         if all(recorded.get(k) == v for k, v in wanted.items()) and recorded.get("openvino") == ov.__version__:
-            model = ov.Core().read_model(str(xml_path))
-            return IrBuildReport(xml_path, True, time.perf_counter() - start,
-                                 {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs}, recorded)
+            try:
+                model = ov.Core().read_model(str(xml_path))
+            except RuntimeError:
+                model = None  # a damaged IR (e.g. an interrupted write): rebuild it below
+            if model is not None:
+                return IrBuildReport(xml_path, True, time.perf_counter() - start,
+                                     {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs}, recorded)
     model = ov.convert_model(str(onnx_path))
     shapes = _bounded_shapes(model, profile)
     if shapes:
         model.reshape(shapes)
     xml_path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar_path.unlink(missing_ok=True)  # an interrupted save must not leave a matching sidecar
     ov.save_model(model, str(xml_path), compress_to_fp16=False)
     seconds = time.perf_counter() - start
     sidecar = {
@@ -187,11 +198,12 @@ class OpenVinoRunner(OnnxFileRunner):
             )
         if hint not in HINTS:
             raise DeployLabError(f"unknown performance hint {hint!r}; use one of {', '.join(HINTS)}")
-        if threads is not None and (not isinstance(threads, int) or threads < 1):
+        if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise DeployLabError(f"threads must be a positive integer, got {threads!r}")
         self.device, self.precision, self.hint, self.threads = device, precision, hint, threads
         self.compiled = None
         self.request = None
+        self._queues: dict[int, object] = {}
         self._inference_precision: str | None = None
 
     def with_model(self, model_path: str | Path) -> OpenVinoRunner:
@@ -245,6 +257,7 @@ class OpenVinoRunner(OnnxFileRunner):
 
     def _deactivate(self) -> None:
         self.compiled = self.request = None
+        self._queues = {}
 
     def _spec(self, port, is_input: bool) -> TensorSpec:
         name = port.get_any_name()
@@ -284,7 +297,9 @@ class OpenVinoRunner(OnnxFileRunner):
         def done(request, index):
             results[index] = {n: request.get_output_tensor(i).data.copy() for i, n in enumerate(names)}
 
-        queue = ov.AsyncInferQueue(self.compiled, jobs)
+        queue = self._queues.get(jobs)
+        if queue is None:  # creating requests costs time: keep one queue per size
+            queue = self._queues[jobs] = ov.AsyncInferQueue(self.compiled, jobs)
         queue.set_callback(done)
         for index, feed in enumerate(checked):
             queue.start_async(feed, index)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 
@@ -18,6 +20,8 @@ class TorchEagerRunner(Runner):
     """
 
     backend = "torch"
+    # torch's thread count is process-wide: runners that change it take turns.
+    _threads_lock = threading.Lock()
 
     def __init__(self, bundle, name: str | None = None, threads: int | None = None):
         super().__init__(name or f"torch:{bundle.name}")
@@ -36,12 +40,13 @@ class TorchEagerRunner(Runner):
 
     def _infer(self, feed):
         x = torch.from_numpy(feed[self.bundle.input_names[0]])
-        if self.threads:
+        if not self.threads:
+            return {self.bundle.output_names[0]: np.asarray(self.bundle.reference(x))}
+        with self._threads_lock:
             previous = torch.get_num_threads()
             torch.set_num_threads(self.threads)
-        try:
-            out = self.bundle.reference(x)
-        finally:
-            if self.threads:
+            try:
+                out = self.bundle.reference(x)
+            finally:
                 torch.set_num_threads(previous)
         return {self.bundle.output_names[0]: np.asarray(out)}

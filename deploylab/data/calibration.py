@@ -1,0 +1,341 @@
+"""Calibration sets for int8 quantization, kept apart from the data that evaluates the result.
+
+Post-training quantization runs the model on a few hundred representative inputs to
+learn the range of every activation. Those inputs must not be the evaluation inputs:
+ranges fitted on the very images that later measure accuracy make the quantized model
+look better than it will be on new data (the same reason a model is not tested on its
+training set). So:
+
+- digits: calibration samples come from the TRAIN split; accuracy is measured on the
+  TEST split (:func:`deploylab.data.digits.load_digits_split`).
+- photos: the course ships only six photos, so calibration and evaluation are both made
+  from them, by *different kinds* of augmentation with independent seeds. Calibration
+  crops, flips, rescales and brightens but never rotates; evaluation always rotates (by
+  4-12 degrees either way), changes contrast and sometimes blurs. No evaluation input can
+  therefore equal a calibration input, and the evaluation set is not a re-sample of what
+  calibration saw. It still shows the same six scenes: on the photos, measure *fidelity*
+  to the fp32 model (top-1 agreement, cosine), not ImageNet accuracy.
+
+:class:`CalibrationReader` feeds an array to ONNX Runtime's calibrators
+(``onnxruntime.quantization.CalibrationDataReader``: ``get_next`` until ``None``,
+``rewind``) with a progress bar.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from deploylab.errors import DeployLabError
+
+# Independent random streams: calibration and evaluation never share a generator state.
+_CALIBRATION_STREAM, _EVALUATION_STREAM = 0, 1
+NPZ_KEYS = ("images", "calibration", "input", "x")
+
+
+# ---------------------------------------------------------------- digits
+def digits_calibration(num_samples: int = 300, seed: int = 0) -> np.ndarray:
+    """``num_samples`` digits drawn without replacement from the TRAIN split, float32 (N, 1, 32, 32).
+
+    The test split (what accuracy is measured on) is never touched.
+    """
+    from deploylab.data.digits import load_digits_split
+
+    train = load_digits_split("train")
+    _check_count("num_samples", num_samples, maximum=len(train),
+                 what=f"the digits train split has {len(train)} images")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, _CALIBRATION_STREAM]))
+    chosen = rng.choice(len(train), size=num_samples, replace=False)
+    return np.ascontiguousarray(train.images[chosen], dtype=np.float32)
+
+
+def _check_count(name: str, value, minimum: int = 1, maximum: int | None = None, what: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise DeployLabError(f"{name}={value!r} must be an integer >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise DeployLabError(f"{name}={value!r} is more than {maximum}: {what}; ask for at most {maximum}")
+
+
+# ---------------------------------------------------------------- photos
+def _photos() -> list[np.ndarray]:
+    from deploylab.data.images import sample_image_paths
+    from deploylab.data.preprocess import ImagePreprocessing
+
+    return [ImagePreprocessing.load(p) for p in sample_image_paths()]
+
+
+def _random_crop(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float]) -> np.ndarray:
+    """A crop covering a random fraction of the area with aspect ratio 3/4..4/3 (RandomResizedCrop's box)."""
+    h, w = image.shape[:2]
+    fraction = rng.uniform(*area)
+    aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+    ch = int(min(h, round(np.sqrt(fraction * h * w / aspect))))
+    cw = int(min(w, round(np.sqrt(fraction * h * w * aspect))))
+    top = int(rng.integers(0, h - ch + 1))
+    left = int(rng.integers(0, w - cw + 1))
+    return image[top : top + ch, left : left + cw]
+
+
+def _calibration_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Crop (30-100 % of the area), maybe mirror, rescale x0.6-1.4, brightness x0.75-1.25. No rotation."""
+    import cv2
+
+    view = _random_crop(image, rng, (0.3, 1.0))
+    if rng.random() < 0.5:
+        view = view[:, ::-1]
+    scale = rng.uniform(0.6, 1.4)
+    h, w = view.shape[:2]
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    view = cv2.resize(np.ascontiguousarray(view), size,
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.convertScaleAbs(view, alpha=rng.uniform(0.75, 1.25), beta=0)
+
+
+def _evaluation_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Rotate 4-12 degrees either way, crop (40-100 %), contrast x0.8-1.2 with offset, blur 30 % of the time."""
+    import cv2
+
+    h, w = image.shape[:2]
+    angle = rng.uniform(4.0, 12.0) * rng.choice([-1.0, 1.0])
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    view = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    view = np.ascontiguousarray(_random_crop(view, rng, (0.4, 1.0)))
+    view = cv2.convertScaleAbs(view, alpha=rng.uniform(0.8, 1.2), beta=rng.uniform(-20, 20))
+    if rng.random() < 0.3:
+        view = cv2.GaussianBlur(view, (5, 5), 0)
+    return view
+
+
+def _augmented_set(count: int, seed: int, stream: int, view, preprocessing) -> np.ndarray:
+    from deploylab.data.preprocess import ImagePreprocessing
+
+    preprocessing = preprocessing or ImagePreprocessing()
+    photos = _photos()
+    rng = np.random.default_rng(np.random.SeedSequence([seed, stream]))
+    out = np.empty((count, *preprocessing.input_shape), dtype=np.float32)
+    for i in range(count):  # photo i % 6: every photo is used equally often
+        out[i] = preprocessing(np.ascontiguousarray(view(photos[i % len(photos)], rng)))
+    return out
+
+
+def image_calibration(num_samples: int = 64, seed: int = 0, preprocessing=None) -> np.ndarray:
+    """``num_samples`` augmented views of the shipped photos, preprocessed: float32 (N, 3, 224, 224).
+
+    Views are crops, mirror images, rescalings and brightness changes (never rotations),
+    then the mmcls test pipeline (``preprocessing``, default :class:`ImagePreprocessing`).
+    Deterministic for a given ``seed``.
+    """
+    _check_count("num_samples", num_samples)
+    return _augmented_set(num_samples, seed, _CALIBRATION_STREAM, _calibration_view, preprocessing)
+
+
+def image_evaluation_set(count: int = 100, seed: int = 0, preprocessing=None) -> np.ndarray:
+    """``count`` views of the shipped photos made by *other* augmentations than calibration's.
+
+    Every view is rotated (which calibration never does), cropped, contrast-shifted and
+    sometimes blurred, from its own random stream: the evaluation set shares no input
+    with :func:`image_calibration` for any seed, so fidelity measured on it is not
+    measured on the calibration data. Use ``count >= 100`` for stable agreement numbers
+    (a handful is enough for a per-layer sensitivity ranking).
+    """
+    _check_count("count", count)
+    return _augmented_set(count, seed, _EVALUATION_STREAM, _evaluation_view, preprocessing)
+
+
+# ---------------------------------------------------------------- files
+def _shape_text(shape) -> str:
+    return "x".join("?" if not isinstance(d, (int, np.integer)) else str(d) for d in shape)
+
+
+def check_calibration_array(array, input_shape: Sequence, source: str = "calibration data") -> np.ndarray:
+    """Validate calibration samples against a model input shape; return float32 (N, ...).
+
+    ``input_shape`` is the model's input shape including the batch dim, which may be
+    symbolic (a name or None); other symbolic dims accept any size. One sample given
+    without its batch dim gets one added.
+    """
+    if not isinstance(array, np.ndarray):
+        raise DeployLabError(f"{source} is a {type(array).__name__}, expected a numpy array")
+    shape = tuple(input_shape)
+    if array.ndim == len(shape) - 1:
+        array = array[None]
+    if array.ndim != len(shape):
+        raise DeployLabError(
+            f"{source} has shape {_shape_text(array.shape)}, but the model input is {_shape_text(shape)}: "
+            f"give an array of shape N x {_shape_text(shape[1:])}"
+        )
+    if array.shape[0] == 0:
+        raise DeployLabError(f"{source} is empty (shape {_shape_text(array.shape)}): give at least one sample")
+    for axis, (want, got) in enumerate(zip(shape[1:], array.shape[1:]), start=1):
+        if isinstance(want, (int, np.integer)) and want > 0 and want != got:
+            raise DeployLabError(
+                f"{source} has shape {_shape_text(array.shape)}, but the model input is {_shape_text(shape)} "
+                f"(dim {axis} is {got}, must be {want}); give samples of shape {_shape_text(shape[1:])}"
+            )
+    if array.dtype.kind != "f":
+        raise DeployLabError(
+            f"{source} has dtype {array.dtype}, expected floating point values preprocessed exactly as the "
+            "model's inputs (e.g. float32 in [0, 1] for the digits, normalised for ImageNet models)"
+        )
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise DeployLabError(f"{source} contains NaN or infinite values; calibration needs real inputs")
+    return array
+
+
+def _load_image_folder(folder: Path, shape: tuple) -> np.ndarray:
+    import cv2
+
+    from deploylab.data.images import IMAGE_SUFFIXES
+    from deploylab.data.preprocess import ImagePreprocessing
+
+    paths = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DeployLabError(
+            f"calibration folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+            "put representative inputs there or give an .npy/.npz file"
+        )
+    channels, height, width = (tuple(shape[1:]) + (None, None, None))[:3]
+    if len(shape) != 4 or not all(isinstance(d, (int, np.integer)) for d in (channels, height, width)):
+        raise DeployLabError(
+            f"images can only calibrate a model with an N x C x H x W input of fixed C, H, W; this model "
+            f"takes {_shape_text(shape)}: give an .npy/.npz file of preprocessed samples instead"
+        )
+    if channels == 3 and height == width:
+        # mmcls's ratio: resize the short side to 256/224 of the crop, then centre-crop.
+        prep = ImagePreprocessing(resize_short=round(height * 256 / 224), crop_size=height)
+        return prep.batch(paths)
+    if channels == 1:
+        # Greyscale models (the digits LeNet): the image scaled to H x W, values in [0, 1].
+        out = []
+        for path in paths:
+            grey = cv2.cvtColor(ImagePreprocessing.load(path), cv2.COLOR_BGR2GRAY)
+            small = cv2.resize(grey, (width, height), interpolation=cv2.INTER_AREA)
+            out.append(small.astype(np.float32)[None] / 255.0)
+        return np.stack(out)
+    raise DeployLabError(
+        f"images can calibrate 3 x S x S (ImageNet preprocessing) or 1 x H x W (greyscale) inputs, not "
+        f"{_shape_text(shape[1:])}; give an .npy/.npz file of preprocessed samples instead"
+    )
+
+
+def load_calibration_data(path: str | Path, input_shape: Sequence, limit: int | None = None) -> np.ndarray:
+    """Calibration samples for a model input of ``input_shape`` from a file or folder.
+
+    - ``.npy``: one array (N, ...) of preprocessed float samples;
+    - ``.npz``: its only array, or the one named ``images``/``calibration``/``input``/``x``;
+    - a folder of JPEG/PNG images: preprocessed as the mmcls ImageNet test pipeline for a
+      3 x S x S input, or greyscale scaled to [0, 1] for a 1 x H x W input.
+
+    ``limit`` keeps the first ``limit`` samples. An empty set or samples of the wrong
+    shape raise a :class:`DeployLabError` naming the shape.
+    """
+    path = Path(path)
+    shape = tuple(input_shape)
+    if limit is not None:
+        _check_count("limit", limit)
+    if path.is_dir():
+        array = _load_image_folder(path, shape)
+    elif not path.is_file():
+        raise DeployLabError(f"calibration data {str(path)!r} does not exist; give an .npy/.npz file or an image folder")
+    elif path.suffix.lower() == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise DeployLabError(f"{str(path)!r} is not a readable .npy array ({exc})") from exc
+    elif path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                keys = list(archive.keys())
+                key = keys[0] if len(keys) == 1 else next((k for k in NPZ_KEYS if k in keys), None)
+                if key is None:
+                    raise DeployLabError(
+                        f"{str(path)!r} holds arrays {', '.join(map(repr, keys)) or '(none)'}; keep one array, "
+                        f"or name the calibration samples one of {', '.join(NPZ_KEYS)}"
+                    )
+                array = archive[key]
+        except (ValueError, OSError) as exc:
+            raise DeployLabError(f"{str(path)!r} is not a readable .npz archive ({exc})") from exc
+    else:
+        raise DeployLabError(
+            f"calibration data {str(path)!r} is neither an .npy/.npz file nor a folder of images"
+        )
+    array = check_calibration_array(array, shape, source=f"calibration data {path.name!r}")
+    return array[:limit] if limit is not None else array
+
+
+# ---------------------------------------------------------------- ONNX Runtime reader
+class CalibrationReader:
+    """An ``onnxruntime.quantization.CalibrationDataReader`` over an array of samples.
+
+    ``get_next()`` returns ``{input_name: batch}`` until the samples run out, then
+    ``None``; ``rewind()`` starts again. ORT's reader base class recognises any class with
+    ``get_next`` as a subclass (``isinstance(reader, CalibrationDataReader)`` is True), so
+    this module does not import onnxruntime. A tqdm bar counts samples (``progress=None``:
+    shown only on a terminal).
+
+    With ``batch_size > 1`` and a sample count that is not a multiple of it, the last
+    batch is smaller; ORT's histogram calibrators (entropy, percentile) cannot stack
+    batches of different sizes in one ``collect_data`` call, so use ``batch_size=1``, a
+    divisor of N, or call ``collect_data`` once per batch as deploylab.quantize does.
+    """
+
+    def __init__(self, data: np.ndarray, input_name: str, batch_size: int = 1,
+                 progress: bool | None = None, desc: str = "calibration"):
+        if not isinstance(data, np.ndarray) or data.ndim < 1 or len(data) == 0:
+            shape = getattr(data, "shape", None)
+            raise DeployLabError(f"calibration data must be a non-empty array of samples, got {shape or type(data).__name__}")
+        _check_count("batch_size", batch_size)
+        self._all = np.ascontiguousarray(data)
+        self.data = self._all
+        self.input_name = input_name
+        self.batch_size = int(batch_size)
+        self.progress = progress
+        self.desc = desc
+        self._position = 0
+        self._bar = None
+
+    def __len__(self) -> int:
+        """Number of batches (``get_next`` calls that return data)."""
+        return -(-len(self.data) // self.batch_size)
+
+    def _open_bar(self):
+        from tqdm.auto import tqdm
+
+        disable = None if self.progress is None else not self.progress
+        return tqdm(total=len(self.data), desc=self.desc, unit="sample", disable=disable, leave=False)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self._position >= len(self.data):
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            return None
+        if self._bar is None:
+            self._bar = self._open_bar()
+        batch = self.data[self._position : self._position + self.batch_size]
+        self._position += len(batch)
+        self._bar.update(len(batch))
+        return {self.input_name: batch}
+
+    def rewind(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self._position = 0
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Restrict to samples ``start_index:end_index`` of the full set (ORT's strided MinMax calls this)."""
+        self.rewind()
+        self.data = self._all[start_index:end_index]
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = self.get_next()
+        if batch is None:
+            raise StopIteration
+        return batch

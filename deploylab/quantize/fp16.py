@@ -1,0 +1,77 @@
+"""fp16: store and compute in half precision, with fp32 inputs and outputs.
+
+ONNX Runtime's converter (``onnxruntime.transformers.float16``) rewrites every float32
+initializer and tensor to float16 and, with ``keep_io_types``, puts a Cast at each graph
+input and output so callers keep feeding float32. Weights halve; accuracy usually does
+not move (fp16 keeps 11 significant bits and LeNet/ResNet activations stay far inside
+its +-65504 range). Whether it is *faster* depends on the engine: GPUs and CPUs with
+AVX-512 FP16/AMX-FP16 compute in fp16; elsewhere the engine converts back to fp32.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from deploylab.errors import DeployLabError
+from deploylab.quantize._common import (
+    QuantizationReport,
+    check_onnx_valid,
+    file_bytes,
+    op_histogram,
+    quiet_tools,
+    topological_sort,
+    weight_bytes,
+)
+
+
+def convert_to_fp16(
+    onnx_in: str | Path,
+    onnx_out: str | Path,
+    keep_io_types: bool = True,
+    op_block_list: Sequence[str] | None = None,
+) -> QuantizationReport:
+    """Write an fp16 copy of ``onnx_in`` to ``onnx_out`` and report sizes before/after (bytes).
+
+    ``keep_io_types`` keeps float32 inputs and outputs (a Cast inside the graph);
+    ``op_block_list`` names operator types to leave in float32 (ORT's default list, with
+    ops such as Range, TopK and NonMaxSuppression, is used when None). The result passes
+    ``onnx.checker``: the converter leaves its input Casts at the end of the node list,
+    so the nodes are put back in topological order.
+    """
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    from deploylab.onnx_tools import load_onnx
+
+    onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
+    if onnx_out.suffix != ".onnx":
+        raise DeployLabError(f"output {str(onnx_out)!r} must end in .onnx")
+    if op_block_list is not None and (isinstance(op_block_list, str) or not all(isinstance(o, str) for o in op_block_list)):
+        raise DeployLabError(f"op_block_list={op_block_list!r} must be a list of operator type names, e.g. ['Softmax']")
+    model = load_onnx(onnx_in)
+    start = time.perf_counter()
+    blocked = list(DEFAULT_OP_BLOCK_LIST if op_block_list is None else op_block_list)
+    with quiet_tools("onnxruntime.transformers.float16") as messages:
+        converted = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=blocked)
+    topological_sort(converted.graph)
+    onnx_out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(converted, str(onnx_out))
+    check_onnx_valid(onnx_out)
+    seconds = time.perf_counter() - start
+    return QuantizationReport(
+        mode="fp16",
+        tool="onnxruntime.transformers.float16",
+        source=str(onnx_in),
+        output=str(onnx_out),
+        seconds=seconds,
+        file_bytes_before=file_bytes(onnx_in),
+        file_bytes_after=file_bytes(onnx_out),
+        weight_bytes_before=weight_bytes(model),
+        weight_bytes_after=weight_bytes(converted),
+        settings={"keep_io_types": keep_io_types,
+                  "op_block_list": "ORT default" if op_block_list is None else list(op_block_list)},
+        op_histogram=op_histogram(converted),
+        notes=messages[:5],
+    )

@@ -1,0 +1,314 @@
+"""Benchmark harness: statistics on known samples, runner benchmarks, sweeps and their files,
+concurrency, the harness's own overhead, the plot and ``deploylab bench``.
+
+No test asserts an absolute time: timings are only checked for consistency (the
+statistics derive from the samples) or as ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+import threading
+import time
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from deploylab.backends.base import Runner, TensorSpec
+from deploylab.backends.onnxruntime import OnnxRuntimeRunner
+from deploylab.bench import (
+    CSV_COLUMNS,
+    BenchmarkResult,
+    SweepResults,
+    batch_feed,
+    benchmark_concurrent,
+    benchmark_runner,
+    harness_overhead_us,
+    measure_harness_overhead,
+    parse_sizes,
+    summarize_timings,
+    sweep,
+)
+from deploylab.cli import main
+from deploylab.errors import DeployLabError
+
+LENET_PROFILE = {"input": ((1, 1, 32, 32), (8, 1, 32, 32), (16, 1, 32, 32))}
+
+
+class FakeRunner(Runner):
+    """No engine: ``y = 2 x``; records (thread, rows) per call; ``with_model`` makes clones."""
+
+    backend = "fake"
+
+    def __init__(self, shape=("batch", 3), delay: float = 0.0, name: str = "fake"):
+        super().__init__(name)
+        self.shape, self.delay, self.model_path = tuple(shape), delay, None
+        self.calls: list[tuple[int, int]] = []
+        self.clones: list[FakeRunner] = []
+
+    def with_model(self, model_path):
+        clone = FakeRunner(self.shape, self.delay, self.name)
+        self.clones.append(clone)
+        return clone
+
+    def _activate(self):
+        pass
+
+    def _describe(self):
+        return ([TensorSpec("x", np.dtype(np.float32), self.shape)],
+                [TensorSpec("y", np.dtype(np.float32), self.shape)])
+
+    def _infer(self, feed):
+        self.calls.append((threading.get_ident(), feed["x"].shape[0]))
+        if self.delay:
+            time.sleep(self.delay)
+        return {"y": feed["x"] * 2}
+
+
+@pytest.fixture(scope="module")
+def lenet_ir(lenet_ts_dynamic, tmp_path_factory):
+    from deploylab.backends.openvino import build_openvino_ir
+
+    xml = tmp_path_factory.mktemp("lenet_ir") / "lenet.xml"
+    return build_openvino_ir(lenet_ts_dynamic.path, xml, profile=LENET_PROFILE).xml_path
+
+
+@pytest.fixture(scope="module")
+def lenet_sweep(lenet_ts_dynamic, lenet_ts11, lenet_ir):
+    from deploylab.backends.openvino import OpenVinoRunner
+
+    runners = {
+        "ort": OnnxRuntimeRunner(lenet_ts_dynamic.path, intra_op_threads=1),
+        "ov": OpenVinoRunner(lenet_ir, threads=1),
+        "ort fixed": OnnxRuntimeRunner(lenet_ts11.path),
+    }
+    return sweep(runners, (1, 4, 32), repeats=5, warmup=1, concurrency=(2,), progress=False)
+
+
+# ---------------------------------------------------------------- statistics with known answers
+def test_statistics_of_synthetic_samples():
+    ms = np.arange(1, 101, dtype=np.float64)  # 1..100 ms, shuffled: order must not matter
+    samples = np.random.default_rng(0).permutation(ms * 1e6).astype(np.int64)
+    stats = summarize_timings("synthetic", samples, items_per_call=8)
+    assert stats.median_ms == pytest.approx(50.5)
+    assert stats.p90_ms == pytest.approx(np.percentile(ms, 90)) == pytest.approx(90.1)
+    assert stats.p99_ms == pytest.approx(np.percentile(ms, 99)) == pytest.approx(99.01)
+    assert stats.min_ms == 1.0 and stats.mean_ms == pytest.approx(50.5)
+    assert stats.stdev_ms == pytest.approx(statistics.pstdev(ms))
+    assert stats.spread == pytest.approx((90.1 - 1.0) / 50.5)
+    result = BenchmarkResult("r", "fake", 8, None, "fp32", stats)
+    assert result.throughput_per_s == pytest.approx(8 * 1000 / 50.5)
+    assert result.per_item_ms == pytest.approx(50.5 / 8)
+    # async: throughput is what was measured over the rounds; per item follows from it.
+    rounds = BenchmarkResult("r", "fake", 8, 2, "fp32", stats, mode="async", concurrency=4, throughput_per_s=400.0)
+    assert rounds.per_item_ms == pytest.approx(2.5) and rounds.to_dict()["concurrency"] == 4
+    assert BenchmarkResult.from_dict(rounds.to_dict()) == rounds
+    with pytest.raises(DeployLabError, match="unknown benchmark mode 'batch'"):
+        BenchmarkResult("r", "fake", 8, None, "fp32", stats, mode="batch")
+
+
+def test_parse_sizes():
+    assert parse_sizes("1, 8,32,8") == (1, 8, 32)
+    with pytest.raises(DeployLabError, match="--batch '1,x' must be comma-separated positive integers"):
+        parse_sizes("1,x")
+    with pytest.raises(DeployLabError, match="contains 0"):
+        parse_sizes("0,4")
+
+
+# ---------------------------------------------------------------- one runner
+def test_benchmark_runner_counts_calls_and_feeds_the_batch():
+    runner = FakeRunner()
+    result = benchmark_runner(runner, 6, warmup=2, repeats=5)
+    assert len(runner.calls) == 7 and {rows for _, rows in runner.calls} == {6}
+    assert result.stats.repeats == 5 and result.stats.items_per_call == 6 and result.batch_size == 6
+    assert (result.runner, result.backend, result.mode, result.concurrency) == ("fake", "fake", "sync", 1)
+    assert (result.threads, result.precision) == (None, "fp32")
+    assert result.throughput_per_s == pytest.approx(6 * 1000 / result.stats.median_ms)
+    assert benchmark_runner(FakeRunner(), 1, warmup=0).stats.repeats == 20  # the default
+
+
+def test_benchmark_runner_time_budget_and_unnamed_batch_dim():
+    runner = FakeRunner(shape=(None, 3), delay=0.001)
+    assert batch_feed(runner, 5)["x"].shape == (5, 3)
+    result = benchmark_runner(runner, 5, warmup=0, seconds=0.03)
+    assert result.stats.repeats == len(runner.calls) >= 3
+    assert result.stats.min_ms >= 1.0  # every call slept 1 ms
+    with pytest.raises(DeployLabError, match="seconds must be a positive number of seconds, got -1"):
+        benchmark_runner(runner, 5, seconds=-1)
+
+
+def test_seeded_batch_feed_is_reproducible(lenet_ts_dynamic):
+    runner = OnnxRuntimeRunner(lenet_ts_dynamic.path)
+    a, b = batch_feed(runner, 3, seed=1), batch_feed(runner, 3, seed=1)
+    assert a["input"].shape == (3, 1, 32, 32) and np.array_equal(a["input"], b["input"])
+    assert not np.array_equal(a["input"], batch_feed(runner, 3, seed=2)["input"])
+
+
+# ---------------------------------------------------------------- sweeps and files
+def test_sweep_records_skipped_batches_with_reasons(lenet_sweep):
+    measured = {(r.runner, r.batch_size, r.mode) for r in lenet_sweep.results}
+    assert {(n, b) for n, b, m in measured if m == "sync"} == {
+        ("ort", 1), ("ort", 4), ("ort", 32), ("ov", 1), ("ov", 4), ("ort fixed", 1)}
+    reasons = {(s.runner, s.batch_size): s.reason for s in lenet_sweep.skipped}
+    assert set(reasons) == {("ov", 32), ("ort fixed", 4), ("ort fixed", 32)}
+    assert "[1, 16]" in reasons[("ov", 32)] and "not 32" in reasons[("ov", 32)]
+    assert "fixed batch of 1" in reasons[("ort fixed", 4)]
+    ov = next(r for r in lenet_sweep.results if r.runner == "ov")
+    assert (ov.backend, ov.threads, ov.precision) in {("openvino", 1, "fp32")}
+    assert lenet_sweep.environment["cpu_count"] >= 1 and "packages" in lenet_sweep.environment
+    datetime.fromisoformat(lenet_sweep.timestamp)
+    for name in ("ort", "ov", "ort fixed"):
+        best = lenet_sweep.best_batch(name)
+        top = max(lenet_sweep.for_runner(name), key=lambda r: r.throughput_per_s)
+        assert best == top.batch_size
+    assert lenet_sweep.best_batch("ort fixed") == 1
+    with pytest.raises(DeployLabError, match="no sync results for runner 'trt'; runners measured: 'ort', 'ov'"):
+        lenet_sweep.best_batch("trt")
+    table = lenet_sweep.table()
+    assert "skipped ov batch 32:" in table and "median ms" in table and "async" in table
+
+
+def test_results_json_round_trip_and_csv_columns(lenet_sweep, tmp_path):
+    path = lenet_sweep.to_json(tmp_path / "sweep.json")
+    loaded = SweepResults.from_json(path)
+    assert loaded.to_dict() == json.loads(path.read_text()) == lenet_sweep.to_dict()
+    assert loaded.results == lenet_sweep.results and loaded.skipped == lenet_sweep.skipped
+    assert loaded.table() == lenet_sweep.table()
+    with open(lenet_sweep.to_csv(tmp_path / "sweep.csv"), newline="") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == CSV_COLUMNS == (
+        "runner", "backend", "batch", "mode", "concurrency", "median_ms", "p90_ms", "p99_ms", "min_ms",
+        "throughput_per_s", "per_item_ms", "threads", "precision")
+    assert len(rows) == len(lenet_sweep.results)
+    for row in rows:
+        batch, median = int(row["batch"]), float(row["median_ms"])
+        assert float(row["min_ms"]) <= median <= float(row["p90_ms"]) <= float(row["p99_ms"])
+        assert float(row["per_item_ms"]) == pytest.approx(1000 / float(row["throughput_per_s"]))
+        if row["mode"] == "sync":
+            assert float(row["throughput_per_s"]) == pytest.approx(batch * 1000 / median)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(DeployLabError, match="is not valid JSON"):
+        SweepResults.from_json(tmp_path / "bad.json")
+    with pytest.raises(DeployLabError, match="does not exist"):
+        SweepResults.from_json(tmp_path / "missing.json")
+
+
+def test_plot_sweep_has_three_log2_panels(lenet_sweep, tmp_path):
+    from deploylab.plots import plot_sweep
+
+    fig = plot_sweep(lenet_sweep, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 10_000
+    latency, throughput, per_item = fig.axes
+    for ax in fig.axes:
+        assert ax.get_xscale() == "log" and ax.get_xlabel() == "batch size"
+    # one line per runner (sync) plus the dashed concurrent lines of the two that ran async
+    assert len(throughput.get_lines()) == 3 + 3
+    labels = throughput.get_legend_handles_labels()[1]
+    assert labels[:2] == ["ort", "ort (2 in flight)"] and "ort fixed" in labels
+
+
+# ---------------------------------------------------------------- concurrency
+def test_thread_pool_gives_each_worker_its_own_runner():
+    runner = FakeRunner(delay=0.002)
+    result = benchmark_concurrent(runner, 2, 3, total_items=60, rounds=5)
+    assert (result.mode, result.concurrency, result.batch_size) == ("async", 3, 2)
+    instances = [runner] + runner.clones
+    assert len(instances) == 3
+    threads = [{tid for tid, _ in r.calls} for r in instances]
+    assert all(len(t) == 1 for t in threads) and len(set.union(*threads)) == 3  # one thread per runner
+    assert sum(len(r.calls) for r in instances) == 3 + 30  # warm-up round + 60 items / batch 2
+    assert result.stats.repeats == 5 and result.stats.items_per_call == 12
+    # sleeps overlap across threads: the same fake, called one at a time, is much slower
+    sequential = benchmark_runner(FakeRunner(delay=0.002), 2, warmup=0, repeats=10)
+    assert result.throughput_per_s > 1.5 * sequential.throughput_per_s
+
+
+def test_onnxruntime_threads_give_positive_throughput(lenet_ts_dynamic):
+    runner = OnnxRuntimeRunner(lenet_ts_dynamic.path, intra_op_threads=1)
+    result = benchmark_concurrent(runner, 4, 2, total_items=128)
+    assert result.mode == "async" and result.concurrency == 2 and result.threads == 1
+    assert 0 < result.throughput_per_s < math.inf
+    assert result.stats.repeats * result.stats.items_per_call >= 128
+
+
+def test_openvino_async_queue_gives_positive_throughput(lenet_ir, monkeypatch):
+    from deploylab.backends.openvino import OpenVinoRunner
+
+    runner = OpenVinoRunner(lenet_ir, hint="throughput")
+    jobs = []
+    original = runner.infer_async_queue
+
+    def spy(feeds, jobs_=0, **kwargs):
+        jobs.append(kwargs.get("jobs", jobs_))
+        return original(feeds, jobs=kwargs.get("jobs", jobs_))
+
+    monkeypatch.setattr(runner, "infer_async_queue", spy)
+    result = benchmark_concurrent(runner, 4, 2, total_items=64, rounds=2)
+    assert set(jobs) == {2} and len(jobs) == 1 + 2  # warm-up round + 2 timed rounds
+    assert result.mode == "async" and result.concurrency == 2 and result.backend == "openvino"
+    assert 0 < result.throughput_per_s < math.inf and result.precision in ("fp32", "bf16")
+    with pytest.raises(DeployLabError, match=r"\[1, 16\]"):
+        benchmark_concurrent(runner, 32, 2)
+    with pytest.raises(DeployLabError, match="requests must be a positive integer, got 0"):
+        benchmark_concurrent(runner, 4, 0)
+
+
+# ---------------------------------------------------------------- the harness itself
+def test_harness_overhead_is_positive_and_finite():
+    overhead = harness_overhead_us(repeats=300)
+    assert 0 < overhead < math.inf
+    detail = measure_harness_overhead(repeats=300)
+    # Runner.infer validates its input; a bare call does nothing: more work, more time.
+    assert 0 < detail.noop_us < detail.empty_runner_us < math.inf
+
+
+# ---------------------------------------------------------------- deploylab bench
+def test_cli_bench_end_to_end(lenet_ts_dynamic, tmp_path, capsys):
+    out, png = tmp_path / "res" / "lenet.json", tmp_path / "lenet.png"
+    code = main(["bench", str(lenet_ts_dynamic.path), "--backends", "onnxruntime,openvino", "--batch", "1,4",
+                 "--threads", "1", "--repeats", "3", "--out", str(out), "--plot", str(png)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert out.is_file() and out.with_suffix(".csv").is_file() and png.stat().st_size > 10_000
+    loaded = SweepResults.from_json(out)
+    assert {(r.runner, r.batch_size) for r in loaded.results} == {
+        ("onnxruntime", 1), ("onnxruntime", 4), ("openvino", 1), ("openvino", 4)}
+    assert {r.threads for r in loaded.results} == {1}
+    assert "median ms" in printed and "items/s" in printed and str(out) in printed
+
+
+def test_cli_bench_skips_out_of_bounds_batches_when_others_run(lenet_ir, capsys):
+    code = main(["bench", str(lenet_ir), "--batch", "2,32", "--repeats", "2"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "skipped openvino batch 32" in printed and "[1, 16]" in printed
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--backends", "onnxruntime,tflite"], "'tflite'"),
+    (["--batch", "1,eight"], "'1,eight'"),
+    (["--batch", "0"], "contains 0"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--seconds", "-2"], "--seconds must be a positive number"),
+])
+def test_cli_bench_bad_input_exits_2_with_one_line(lenet_ts_dynamic, capsys, argv, named):
+    code = main(["bench", str(lenet_ts_dynamic.path), *argv])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and named in err[0] and err[0].startswith("deploylab bench: error:")
+
+
+def test_cli_bench_refuses_when_no_backend_accepts_any_batch(lenet_ir, lenet_ts11, tmp_path, capsys):
+    code = main(["bench", str(lenet_ir), "--batch", "32,64"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no backend accepts batch size(s) 32,64" in err[0] and "[1, 16]" in err[0]
+    code = main(["bench", str(lenet_ts11.path), "--backends", "onnxruntime,openvino", "--batch", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "fixed batch of 1" in err[0]
+    code = main(["bench", str(tmp_path / "missing.onnx")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "missing.onnx" in err[0] and "does not exist" in err[0]
