@@ -67,8 +67,8 @@ class QuantizationReport:
             lines.append(f"  weights:     {_kib(self.weight_bytes_before)} -> {_kib(self.weight_bytes_after)} "
                          f"({self.compression:.2f}x smaller)")
         if self.method:
-            lines.append(f"  calibration: {self.method} on {self.num_samples} samples, "
-                         f"{len(self.ranges)} tensor ranges")
+            ranges = f", {len(self.ranges)} tensor ranges" if self.ranges else ""
+            lines.append(f"  calibration: {self.method} on {self.num_samples} samples{ranges}")
         if self.settings:
             lines.append("  settings:    " + ", ".join(f"{k}={v}" for k, v in self.settings.items()))
         quantized = {k: v for k, v in self.op_histogram.items()

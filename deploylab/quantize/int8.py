@@ -29,6 +29,7 @@ issue" for non-VNNI CPUs.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import tempfile
 import time
@@ -155,7 +156,8 @@ def collect_tensors_data(
     spec = single_input(model_path)
     calibration = check_calibration_array(calibration, spec.shape)
     batch = _batch_size(model_path, batch_size)
-    usable = len(calibration) - len(calibration) % batch
+    fixed = isinstance(spec.shape[0], int) and spec.shape[0] > 0
+    usable = len(calibration) - len(calibration) % batch if fixed else len(calibration)
     if usable == 0:
         raise DeployLabError(
             f"the model's batch dim is fixed at {batch} but only {len(calibration)} calibration samples were given"
@@ -340,17 +342,18 @@ def quantize_int8_onnxruntime(
 
 
 # ---------------------------------------------------------------- OpenVINO / NNCF
-def _quiet_nncf():
-    """Import nncf without the torch CUDA notice its import triggers on a CPU machine."""
+@contextlib.contextmanager
+def _no_cuda_notice():
+    """Hide torch's "No CUDA runtime is found" warning, which nncf triggers (import, first quantize) on a CPU machine."""
     import logging
 
-    from deploylab.errors import require
+    import torch  # noqa: F401  (first: importing torch would reset the level set below)
 
     cpp_logger = logging.getLogger("torch.utils.cpp_extension")
     level = cpp_logger.level
     cpp_logger.setLevel(logging.ERROR)
     try:
-        return require("nncf", "nncf", "int8 quantization for OpenVINO")
+        yield
     finally:
         cpp_logger.setLevel(level)
 
@@ -385,7 +388,10 @@ def quantize_int8_openvino(
         load_onnx(onnx_or_xml, load_external_data=False)
     elif onnx_or_xml.suffix != ".xml" or not onnx_or_xml.is_file():
         raise DeployLabError(f"{str(onnx_or_xml)!r} is not an existing .onnx file or OpenVINO .xml IR")
-    nncf = _quiet_nncf()
+    from deploylab.errors import require
+
+    with _no_cuda_notice():
+        nncf = require("nncf", "nncf", "int8 quantization for OpenVINO")
     core = ov.Core()
     model = ov.convert_model(str(onnx_or_xml)) if onnx_or_xml.suffix == ".onnx" else core.read_model(str(onnx_or_xml))
     if len(model.inputs) != 1:
@@ -407,7 +413,7 @@ def quantize_int8_openvino(
         scope = nncf.IgnoredScope(names=list(ignored_scope))
     start = time.perf_counter()
     try:
-        with quiet_tools("nncf") as messages:
+        with quiet_tools("nncf") as messages, _no_cuda_notice():
             quantized = nncf.quantize(
                 model,
                 nncf.Dataset(items),
