@@ -7,6 +7,7 @@ made once per session here; tests must treat those files as read-only (copy to m
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -108,3 +109,50 @@ def garbage_file(tmp_path):
         return path
 
     return make
+
+
+LENET_PROFILE = {"input": ((1, 1, 32, 32), (8, 1, 32, 32), (16, 1, 32, 32))}
+
+
+@pytest.fixture(scope="session")
+def lenet_ir(lenet_ts_dynamic, tmp_path_factory):
+    """An OpenVINO IR of the dynamic LeNet export, batch bounded to 1..16 (read-only)."""
+    from deploylab.backends.openvino import build_openvino_ir
+
+    xml = tmp_path_factory.mktemp("lenet_ir") / "lenet.xml"
+    return build_openvino_ir(lenet_ts_dynamic.path, xml, profile=LENET_PROFILE).xml_path
+
+
+# ---------------------------------------------------------------- command line
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``deploylab ARGS`` in-process; argparse's SystemExit becomes the exit code."""
+    from deploylab.cli import main
+
+    def run(*argv) -> CliResult:
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return CliResult(code, out, err)
+
+    return run
+
+
+def one_line_error(result: CliResult, *named: str) -> str:
+    """Assert exit 2 with exactly one stderr line, no traceback, naming every text in ``named``."""
+    assert result.code == 2, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1, result.err
+    assert "Traceback" not in result.err + result.out
+    for text in named:
+        assert text in lines[0], (text, lines[0])
+    return lines[0]

@@ -15,7 +15,6 @@ from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 from deploylab.batching import Batch, batch_limits, check_batch_bounds, make_batches, unbatch
 from deploylab.errors import DeployLabError
 
-LENET_PROFILE = {"input": ((1, 1, 32, 32), (8, 1, 32, 32), (16, 1, 32, 32))}
 
 
 class ShapeRunner(Runner):
@@ -38,14 +37,6 @@ class ShapeRunner(Runner):
     def _infer(self, feed):
         self.calls += 1
         return {"y": feed["x"] * 2}
-
-
-@pytest.fixture(scope="module")
-def lenet_ir(lenet_ts_dynamic, tmp_path_factory):
-    from deploylab.backends.openvino import build_openvino_ir
-
-    xml = tmp_path_factory.mktemp("lenet_ir") / "lenet.xml"
-    return build_openvino_ir(lenet_ts_dynamic.path, xml, profile=LENET_PROFILE).xml_path
 
 
 @pytest.fixture(scope="module")

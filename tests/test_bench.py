@@ -36,7 +36,6 @@ from deploylab.bench import (
 from deploylab.cli import main
 from deploylab.errors import DeployLabError
 
-LENET_PROFILE = {"input": ((1, 1, 32, 32), (8, 1, 32, 32), (16, 1, 32, 32))}
 
 
 class FakeRunner(Runner):
@@ -67,14 +66,6 @@ class FakeRunner(Runner):
         if self.delay:
             time.sleep(self.delay)
         return {"y": feed["x"] * 2}
-
-
-@pytest.fixture(scope="module")
-def lenet_ir(lenet_ts_dynamic, tmp_path_factory):
-    from deploylab.backends.openvino import build_openvino_ir
-
-    xml = tmp_path_factory.mktemp("lenet_ir") / "lenet.xml"
-    return build_openvino_ir(lenet_ts_dynamic.path, xml, profile=LENET_PROFILE).xml_path
 
 
 @pytest.fixture(scope="module")

@@ -9,70 +9,40 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import CliResult, one_line_error
 import torch
 
-from deploylab.cli import main
 
 
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def run_cli(capsys):
-    """Run ``deploylab ARGS`` in-process; argparse's SystemExit becomes the exit code."""
-
-    def run(*argv) -> CliResult:
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return CliResult(code, out, err)
-
-    return run
-
-
-def _assert_one_line_error(result: CliResult, *named: str) -> None:
-    assert result.code == 2, result
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert "Traceback" not in result.err + result.out
-    for text in named:
-        assert text in lines[0], (text, lines[0])
 
 
 # ---------------------------------------------------------------- happy paths
-def test_export_lenet_seed_call(run_cli, tmp_path):
+def test_export_lenet_seed_call(cli, tmp_path):
     out = tmp_path / "lenet.onnx"
-    r = run_cli("export", "lenet", "-o", out, "--exporter", "torchscript", "--opset", "11")
+    r = cli("export", "lenet", "-o", out, "--exporter", "torchscript", "--opset", "11")
     assert r.code == 0, r.err
     assert "parity ONNX Runtime vs PyTorch: PASS" in r.out
     assert "opset asked: 11, opset in file: 11" in r.out
     assert out.is_file()
 
 
-def test_export_no_verify_skips_parity(run_cli, tmp_path):
-    r = run_cli("export", "lenet", "-o", tmp_path / "l.onnx", "--exporter", "torchscript", "--no-verify")
+def test_export_no_verify_skips_parity(cli, tmp_path):
+    r = cli("export", "lenet", "-o", tmp_path / "l.onnx", "--exporter", "torchscript", "--no-verify")
     assert r.code == 0 and "parity" not in r.out
 
 
-def test_export_failed_parity_exits_1(run_cli, tmp_path):
+def test_export_failed_parity_exits_1(cli, tmp_path):
     # a negative tolerance cannot be met: the check runs and fails, which is not bad input
-    r = run_cli("export", "lenet", "-o", tmp_path / "l.onnx", "--exporter", "torchscript",
+    r = cli("export", "lenet", "-o", tmp_path / "l.onnx", "--exporter", "torchscript",
                 "--atol", "-1", "--rtol", "0")
     assert r.code == 1 and "FAIL" in r.out
 
 
-def test_inspect_prints_summary(run_cli, lenet_ts11):
-    r = run_cli("inspect", lenet_ts11.path)
+def test_inspect_prints_summary(cli, lenet_ts11):
+    r = cli("inspect", lenet_ts11.path)
     assert r.code == 0, r.err
     assert "opset:       11" in r.out
     assert "inputs:\n  input: float32[1x1x32x32]" in r.out
@@ -81,8 +51,8 @@ def test_inspect_prints_summary(run_cli, lenet_ts11):
     assert "checker:     valid" in r.out
 
 
-def test_inspect_json(run_cli, lenet_ts11):
-    r = run_cli("inspect", lenet_ts11.path, "--json")
+def test_inspect_json(cli, lenet_ts11):
+    r = cli("inspect", lenet_ts11.path, "--json")
     assert r.code == 0
     data = json.loads(r.out)
     assert data["opset"] == 11 and data["checker"]["valid"] is True
@@ -90,22 +60,22 @@ def test_inspect_json(run_cli, lenet_ts11):
     assert data["inputs"][0]["name"] == "input"
 
 
-def test_inspect_draw(run_cli, lenet_ts11, tmp_path):
+def test_inspect_draw(cli, lenet_ts11, tmp_path):
     png = tmp_path / "graph.png"
-    r = run_cli("inspect", lenet_ts11.path, "--draw", png)
+    r = cli("inspect", lenet_ts11.path, "--draw", png)
     assert r.code == 0 and f"graph drawn to {png}" in r.out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_env(run_cli):
-    r = run_cli("env")
+def test_env(cli):
+    r = cli("env")
     assert r.code == 0
     assert torch.__version__.split("+")[0] in r.out
     assert any(line.startswith("cpu") for line in r.out.splitlines()) and "AVX2:" in r.out
 
 
-def test_env_json(run_cli):
-    r = run_cli("env", "--json")
+def test_env_json(cli):
+    r = cli("env", "--json")
     data = json.loads(r.out)
     assert data["packages"]["torch"] == torch.__version__.split("+")[0]
     assert data["cpu_count"] >= 1
@@ -113,12 +83,12 @@ def test_env_json(run_cli):
 
 # ---------------------------------------------------------------- the issue's acceptance commands
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
-def test_acceptance_mobilenet_dynamic_batch(run_cli, tmp_path, exporter):
+def test_acceptance_mobilenet_dynamic_batch(cli, tmp_path, exporter):
     out = tmp_path / "m.onnx"
     args = ["export", "torchvision:mobilenet_v3_small", "-o", out, "--dynamic-batch"]
     if exporter == "torchscript":
         args += ["--exporter", "torchscript"]
-    r = run_cli(*args)
+    r = cli(*args)
     assert r.code == 0, r.out + r.err
     assert f"exporter:    {exporter}" in r.out
     assert "symbolic dims: batch" in r.out
@@ -149,10 +119,10 @@ BAD_INPUT_NAMES = list(_bad_input_cases(Path("."), lambda name: name))
 
 
 @pytest.mark.parametrize("case", BAD_INPUT_NAMES)
-def test_bad_input_is_one_line_and_exit_2(case, run_cli, tmp_path, garbage_file):
+def test_bad_input_is_one_line_and_exit_2(case, cli, tmp_path, garbage_file):
     argv, named = _bad_input_cases(tmp_path, garbage_file)[case]
-    r = run_cli(*argv)
-    _assert_one_line_error(r, *named)
+    r = cli(*argv)
+    one_line_error(r, *named)
     assert not (tmp_path / "out.onnx").exists()
 
 
@@ -163,5 +133,5 @@ def test_bad_input_is_one_line_and_exit_2(case, run_cli, tmp_path, garbage_file)
 def test_bad_input_in_a_real_process(case, launcher, tmp_path, garbage_file):
     argv, named = _bad_input_cases(tmp_path, garbage_file)[case]
     proc = subprocess.run(launcher + [str(a) for a in argv], capture_output=True, text=True, timeout=120)
-    _assert_one_line_error(CliResult(proc.returncode, proc.stdout, proc.stderr), *named)
+    one_line_error(CliResult(proc.returncode, proc.stdout, proc.stderr), *named)
     assert proc.stderr.startswith("deploylab")

@@ -11,7 +11,6 @@ import json
 import shlex
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import openvino as ov
@@ -20,38 +19,11 @@ import pytest
 from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 from deploylab.backends.tensorrt import detect_tensorrt
 from deploylab.cli import main
+from conftest import one_line_error
 
 PROFILE_ARGS = ["--min", "1x1x32x32", "--opt", "8x1x32x32", "--max", "32x1x32x32"]
 
 
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys):
-    def run(*argv) -> CliResult:
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
-        out, err = capsys.readouterr()
-        return CliResult(code, out, err)
-
-    return run
-
-
-def _one_line_error(result: CliResult, *named: str) -> str:
-    assert result.code == 2, result
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert "Traceback" not in result.err + result.out
-    for text in named:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
 
 
 def _ir_input_shape(xml_path) -> str:
@@ -117,7 +89,7 @@ def test_output_without_suffix_becomes_xml(cli, onnx_path, tmp_path):
 
 def test_openvino_int8_is_bad_input(cli, onnx_path, tmp_path):
     r = cli("build", onnx_path, "--backend", "openvino", "--precision", "int8", "-o", tmp_path / "out.xml")
-    _one_line_error(r, "int8", "quantize")
+    one_line_error(r, "int8", "quantize")
     assert not list(tmp_path.iterdir())
 
 
@@ -161,7 +133,7 @@ def test_print_trtexec_fp16_on_10(cli, onnx_path, tmp_path):
 def test_print_trtexec_fp16_on_11_is_bad_input(cli, onnx_path, tmp_path):
     r = cli("build", onnx_path, "--backend", "tensorrt", *PROFILE_ARGS, "-o", tmp_path / "e.plan",
             "--print-trtexec", "--trt-version", "11.4", "--precision", "fp16")
-    _one_line_error(r, "strongly typed", "11.4")
+    one_line_error(r, "strongly typed", "11.4")
     assert "trtexec" not in r.out
 
 
@@ -177,7 +149,7 @@ def test_tensorrt_build_without_the_builder_names_the_install(cli, onnx_path, tm
     if _full_tensorrt_builder():
         pytest.skip("the full TensorRT builder is importable here; this checks the machine without it")
     r = cli("build", onnx_path, "--backend", "tensorrt", *PROFILE_ARGS, "-o", tmp_path / "e.plan")
-    _one_line_error(r, "pip install tensorrt")
+    one_line_error(r, "pip install tensorrt")
     assert not (tmp_path / "e.plan").exists()
 
 
@@ -199,7 +171,7 @@ def _bad_profiles():
 def test_bad_profiles_are_bad_input(case, cli, onnx_path, tmp_path):
     args, named = _bad_profiles()[case]
     r = cli("build", onnx_path, *args, "-o", tmp_path / "out.xml")
-    _one_line_error(r, *named)
+    one_line_error(r, *named)
     assert r.out == ""
     assert not list(tmp_path.iterdir())
 
@@ -242,7 +214,7 @@ def test_compare_ir_against_pytorch(cli, out_xml):
 
 
 def test_compare_ir_needs_a_reference(cli, out_xml):
-    _one_line_error(cli("compare", out_xml), "--reference", "built artifact")
+    one_line_error(cli("compare", out_xml), "--reference", "built artifact")
 
 
 def test_compare_ir_against_the_onnx(cli, out_xml, onnx_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -17,41 +16,13 @@ import pytest
 from onnx import numpy_helper
 
 from deploylab.backends.onnxruntime import OnnxRuntimeRunner
-from deploylab.cli import main
+from conftest import one_line_error
 from deploylab.paths import DATA_DIR
 
 CAT = DATA_DIR / "images" / "chelsea_cat.jpg"
 RANKED_LINE = re.compile(r"^\s+(\d+)\.\s+(\d+) (.+?)\s+score=(-?[\d.]+) (p|softmax)=([\d.]+)$")
 
 
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cli(capsys):
-    def run(*argv) -> CliResult:
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse errors
-            code = exc.code
-        out, err = capsys.readouterr()
-        return CliResult(code, out, err)
-
-    return run
-
-
-def _one_line_error(result: CliResult, *named: str) -> str:
-    assert result.code == 2, result
-    lines = result.err.strip().splitlines()
-    assert len(lines) == 1, result.err
-    assert "Traceback" not in result.err + result.out
-    for text in named:
-        assert text in lines[0], (text, lines[0])
-    return lines[0]
 
 
 def _ranked(out: str) -> list[tuple[int, int, str, float, float]]:
@@ -137,32 +108,32 @@ def test_run_lenet_on_an_npy_batch(cli, lenet_onnx, tmp_path):
 
 def test_run_image_on_lenet_asks_for_npy(cli, lenet_onnx):
     r = cli("run", lenet_onnx, "--input", CAT)
-    line = _one_line_error(r, "deploylab run: error:", str(CAT), ".npy")
+    line = one_line_error(r, "deploylab run: error:", str(CAT), ".npy")
     assert "float32[batchx1x32x32]" in line
 
 
 @pytest.mark.parametrize("name", ["missing.npy", "missing.jpg"])
 def test_run_missing_input_file(cli, resnet18_onnx, tmp_path, name):
     r = cli("run", resnet18_onnx, "--input", tmp_path / name)
-    _one_line_error(r, str(tmp_path / name), "does not exist")
+    one_line_error(r, str(tmp_path / name), "does not exist")
 
 
 def test_run_npy_of_wrong_shape(cli, lenet_onnx, tmp_path):
     np.save(tmp_path / "bad.npy", np.zeros((3, 32, 32), np.float32))
     r = cli("run", lenet_onnx, "--input", tmp_path / "bad.npy")
-    _one_line_error(r, "'input' has shape 1x3x32x32, but dim 1 must be 1")
+    one_line_error(r, "'input' has shape 1x3x32x32, but dim 1 must be 1")
 
 
 def test_run_npy_of_wrong_dtype(cli, lenet_onnx, tmp_path):
     np.save(tmp_path / "f64.npy", np.zeros((1, 1, 32, 32), np.float64))
     r = cli("run", lenet_onnx, "--input", tmp_path / "f64.npy")
-    _one_line_error(r, "dtype float64", "float32")
+    one_line_error(r, "dtype float64", "float32")
 
 
 def test_run_unreadable_npy(cli, lenet_onnx, garbage_file):
     bad = garbage_file("garbage.npy")
     r = cli("run", lenet_onnx, "--input", bad)
-    _one_line_error(r, str(bad), "not a readable .npy")
+    one_line_error(r, str(bad), "not a readable .npy")
 
 
 # ---------------------------------------------------------------- compare
@@ -198,19 +169,19 @@ def test_compare_layerwise_against_itself(cli, perturbed_lenet):
 
 def test_compare_layerwise_with_pytorch_reference_is_bad_input(cli, lenet_onnx):
     r = cli("compare", lenet_onnx, "--layerwise", "--reference", "lenet")
-    _one_line_error(r, "deploylab compare: error:", "--layerwise", "PyTorch")
+    one_line_error(r, "deploylab compare: error:", "--layerwise", "PyTorch")
 
 
 def test_compare_unknown_backend(cli, lenet_onnx):
     r = cli("compare", lenet_onnx, "--backends", "nope")
-    line = _one_line_error(r, "unknown backend(s) 'nope'", "available:", "onnxruntime")
+    line = one_line_error(r, "unknown backend(s) 'nope'", "available:", "onnxruntime")
     assert r.out == ""
     assert line.startswith("deploylab compare: error:")
 
 
 def test_compare_bad_batch_and_missing_model(cli, lenet_onnx, tmp_path):
-    _one_line_error(cli("compare", lenet_onnx, "--batch", "1,x"), "--batch")
-    _one_line_error(cli("compare", tmp_path / "absent.onnx"), str(tmp_path / "absent.onnx"), "does not exist")
+    one_line_error(cli("compare", lenet_onnx, "--batch", "1,x"), "--batch")
+    one_line_error(cli("compare", tmp_path / "absent.onnx"), str(tmp_path / "absent.onnx"), "does not exist")
 
 
 def test_compare_unknown_backend_in_a_real_process(lenet_onnx, tmp_path):

@@ -22,18 +22,16 @@ from onnx import TensorProto, helper
 
 import deploylab
 from deploylab.backends import tensorrt as trtb
+from deploylab.backends.profiles import ShapeProfile, parse_profile_args, validate_profile
 from deploylab.backends.tensorrt import (
     BuildSettings,
-    ShapeProfile,
     TensorRTRunner,
     TensorRTVersion,
     check_plan_compatibility,
     format_command,
-    parse_profile_args,
     read_calibration_cache,
     scales_from_ranges,
     trtexec_command,
-    validate_profile,
     write_calibration_cache,
     write_sidecar,
 )

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.backends.base import Runner, TensorSpec, check_feed
-from deploylab.backends.profiles import Shape, ShapeProfile, shape_text, parse_profile_args, validate_profile
+from deploylab.backends.profiles import ShapeProfile, shape_text, validate_profile
 from deploylab.errors import DeployLabError, MissingDependencyError
 from deploylab.log import announce, info
 

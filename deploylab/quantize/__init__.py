@@ -19,6 +19,7 @@ _EXPORTS = {
     "quantize_int8_onnxruntime": "int8",
     "quantize_int8_openvino": "int8",
     "calibration_ranges": "int8",
+    "calibration_for_model": "int8",
     "collect_tensors_data": "int8",
     "prepare_for_quantization": "int8",
     "tensorrt_cache_from_ranges": "int8",

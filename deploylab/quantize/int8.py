@@ -227,6 +227,46 @@ def tensorrt_cache_from_ranges(
     return write_calibration_cache(path, scales, version_tag=calibration_header(version, algorithm))
 
 
+DIGITS_INPUT, IMAGENET_INPUT = (1, 32, 32), (3, 224, 224)
+DEFAULT_SAMPLES = {DIGITS_INPUT: 300, IMAGENET_INPUT: 64}
+
+
+def calibration_for_model(
+    onnx_path: str | Path, data: str | Path | None = None, num_samples: int | None = None, seed: int = 0
+) -> tuple[np.ndarray, str]:
+    """Calibration samples for ``onnx_path`` and a line saying where they come from.
+
+    With ``data`` (an .npy/.npz file or an image folder) they are loaded and checked
+    against the model input. Without it, a 1x32x32 input gets digits from the train split
+    (300 by default) and a 3x224x224 input augmented views of the shipped photos (64 by
+    default); any other input needs ``data``.
+    """
+    from deploylab.data.calibration import (
+        digits_calibration,
+        image_calibration,
+        load_calibration_data,
+    )
+
+    spec = single_input(onnx_path)
+    if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
+                                    or num_samples < 1):
+        raise DeployLabError(f"number of calibration samples {num_samples!r} must be a positive integer")
+    if data is not None:
+        samples = load_calibration_data(data, spec.shape, limit=num_samples)
+        return samples, f"{len(samples)} samples from {data}"
+    sample_shape = tuple(spec.shape[1:])
+    if sample_shape == DIGITS_INPUT:
+        count = num_samples or DEFAULT_SAMPLES[DIGITS_INPUT]
+        return digits_calibration(count, seed), f"{count} digits from the train split (seed {seed})"
+    if sample_shape == IMAGENET_INPUT:
+        count = num_samples or DEFAULT_SAMPLES[IMAGENET_INPUT]
+        return image_calibration(count, seed), f"{count} augmented views of the shipped photos (seed {seed})"
+    raise DeployLabError(
+        f"no built-in calibration set for input {spec.name!r} of shape {spec.shape_text()} (built in: "
+        "Nx1x32x32 digits, Nx3x224x224 photos); give representative inputs with --calib-data DIR_OR_NPZ"
+    )
+
+
 # ---------------------------------------------------------------- step 3: quantize (ORT)
 def quantize_int8_onnxruntime(
     onnx_in: str | Path,
