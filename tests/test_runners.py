@@ -20,11 +20,11 @@ from torch import nn
 from deploylab.backends.base import TensorSpec, check_feed, seeded_feed
 from deploylab.backends.onnxruntime import (
     OnnxRuntimeRunner,
-    predict_logits,
     save_optimized_model,
 )
 from deploylab.backends.registry import BACKENDS, make_runner, parse_backends
 from deploylab.backends.torch_eager import TorchEagerRunner
+from deploylab.batching import predict
 from deploylab.compare import compare_runners
 from deploylab.errors import DeployLabError
 
@@ -539,11 +539,11 @@ def test_torch_eager_threads_are_restored(lenet_bundle):
     assert out.shape == (2, 10) and torch.get_num_threads() == before
 
 
-# ---------------------------------------------------------------- predict_logits
+# ---------------------------------------------------------------- batching.predict
 def test_predict_logits_fixed_and_dynamic_batch_agree(lenet_ts11, lenet_ts_dynamic, lenet_bundle):
     images = _lenet_images(7, seed=9)
-    fixed = predict_logits(lenet_ts11.path, images)  # seven calls of batch 1
-    dynamic = predict_logits(OnnxRuntimeRunner(lenet_ts_dynamic.path), images, batch_size=3)  # 3+3+1
+    fixed = predict(lenet_ts11.path, images)  # seven calls of batch 1
+    dynamic = predict(OnnxRuntimeRunner(lenet_ts_dynamic.path), images, batch_size=3)  # 3+3+1
     assert fixed.shape == dynamic.shape == (7, 10)
     assert np.array_equal(fixed, dynamic)
     with torch.no_grad():
@@ -553,8 +553,8 @@ def test_predict_logits_fixed_and_dynamic_batch_agree(lenet_ts11, lenet_ts_dynam
 
 def test_predict_logits_converts_dtype(lenet_runner):
     images = _lenet_images(4, seed=2)
-    np.testing.assert_array_equal(predict_logits(lenet_runner, images.astype(np.float64)),
-                                  predict_logits(lenet_runner, images))
+    np.testing.assert_array_equal(predict(lenet_runner, images.astype(np.float64)),
+                                  predict(lenet_runner, images))
 
 
 # ---------------------------------------------------------------- registry

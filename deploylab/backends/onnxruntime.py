@@ -350,19 +350,3 @@ class CpuIoBinding:
             fetched = dict(zip(self.runner.output_names, self.io.copy_outputs_to_cpu()))
             return {n: (fetched[n] if b is None else b.copy()) for n, b in self.outputs.items()}
         return {n: b.copy() for n, b in self.outputs.items()}
-
-
-def predict_logits(path_or_runner, images, batch_size: int = 64) -> np.ndarray:
-    """Run a single-input ONNX classifier over ``images`` and return the stacked outputs.
-
-    A model exported with a fixed batch is fed that many images per call (the last
-    chunk must fit it); one with a symbolic batch dim is fed ``batch_size`` per call.
-    """
-    runner = path_or_runner if isinstance(path_or_runner, OnnxRuntimeRunner) else OnnxRuntimeRunner(path_or_runner)
-    spec = runner.inputs[0]
-    step = spec.shape[0] if isinstance(spec.shape[0], int) else batch_size
-    outputs = []
-    for start in range(0, len(images), step):
-        chunk = np.ascontiguousarray(images[start : start + step], dtype=spec.dtype)
-        outputs.append(runner.infer({spec.name: chunk})[runner.output_names[0]])
-    return np.concatenate(outputs)

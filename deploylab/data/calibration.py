@@ -239,7 +239,9 @@ def load_calibration_data(path: str | Path, input_shape: Sequence, limit: int | 
     if path.is_dir():
         array = _load_image_folder(path, shape)
     elif not path.is_file():
-        raise DeployLabError(f"calibration data {str(path)!r} does not exist; give an .npy/.npz file or an image folder")
+        raise DeployLabError(
+            f"calibration data {str(path)!r} does not exist; give an .npy/.npz file or an image folder"
+        )
     elif path.suffix.lower() == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
@@ -248,16 +250,16 @@ def load_calibration_data(path: str | Path, input_shape: Sequence, limit: int | 
     elif path.suffix.lower() == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
-                keys = list(archive.keys())
-                key = keys[0] if len(keys) == 1 else next((k for k in NPZ_KEYS if k in keys), None)
-                if key is None:
-                    raise DeployLabError(
-                        f"{str(path)!r} holds arrays {', '.join(map(repr, keys)) or '(none)'}; keep one array, "
-                        f"or name the calibration samples one of {', '.join(NPZ_KEYS)}"
-                    )
-                array = archive[key]
+                arrays = {k: archive[k] for k in archive.keys()}
         except (ValueError, OSError) as exc:
             raise DeployLabError(f"{str(path)!r} is not a readable .npz archive ({exc})") from exc
+        key = next(iter(arrays)) if len(arrays) == 1 else next((k for k in NPZ_KEYS if k in arrays), None)
+        if key is None:
+            raise DeployLabError(
+                f"{str(path)!r} holds arrays {', '.join(map(repr, arrays)) or '(none)'}; keep one array, "
+                f"or name the calibration samples one of {', '.join(NPZ_KEYS)}"
+            )
+        array = arrays[key]
     else:
         raise DeployLabError(
             f"calibration data {str(path)!r} is neither an .npy/.npz file nor a folder of images"
@@ -286,7 +288,9 @@ class CalibrationReader:
                  progress: bool | None = None, desc: str = "calibration"):
         if not isinstance(data, np.ndarray) or data.ndim < 1 or len(data) == 0:
             shape = getattr(data, "shape", None)
-            raise DeployLabError(f"calibration data must be a non-empty array of samples, got {shape or type(data).__name__}")
+            raise DeployLabError(
+                f"calibration data must be a non-empty array of samples, got {shape or type(data).__name__}"
+            )
         _check_count("batch_size", batch_size)
         self._all = np.ascontiguousarray(data)
         self.data = self._all

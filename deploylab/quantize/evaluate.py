@@ -9,43 +9,11 @@ output rows and the max absolute error show smaller drifts before they flip a de
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
+from deploylab.batching import predict
 from deploylab.errors import DeployLabError
-
-
-def _runner(runner_or_path):
-    if isinstance(runner_or_path, (str, Path)):
-        from deploylab.backends.registry import backend_for_artifact, make_runner
-
-        return make_runner(backend_for_artifact(runner_or_path), runner_or_path)
-    if not hasattr(runner_or_path, "infer") or not hasattr(runner_or_path, "inputs"):
-        raise DeployLabError(f"expected a model path or a deploylab runner, got {type(runner_or_path).__name__}")
-    return runner_or_path
-
-
-def predict(runner_or_path, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The first output of a single-input model over ``images``, stacked (N, ...).
-
-    ``runner_or_path``: a runner, or an .onnx (ONNX Runtime) / .xml (OpenVINO) path. A
-    model with a fixed batch dim is fed that many images per call (the image count must
-    be a multiple of it); one with a symbolic batch dim, ``batch_size`` per call.
-    """
-    runner = _runner(runner_or_path)
-    spec = runner.inputs[0]
-    step = spec.shape[0] if isinstance(spec.shape[0], int) and spec.shape[0] > 0 else batch_size
-    if len(images) == 0:
-        raise DeployLabError("no images to predict")
-    if len(images) % step and isinstance(spec.shape[0], int):
-        raise DeployLabError(f"{len(images)} images cannot be fed in batches of exactly {step} (the model's fixed batch)")
-    name = runner.output_names[0]
-    outputs = []
-    for start in range(0, len(images), step):
-        chunk = np.ascontiguousarray(images[start : start + step], dtype=spec.dtype)
-        outputs.append(runner.infer({spec.name: chunk})[name])
-    return np.concatenate(outputs)
 
 
 def accuracy_onnx(runner_or_path, images: np.ndarray, labels: np.ndarray, batch_size: int = 64) -> float:

@@ -48,7 +48,8 @@ def convert_to_fp16(
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     if onnx_out.suffix != ".onnx":
         raise DeployLabError(f"output {str(onnx_out)!r} must end in .onnx")
-    if op_block_list is not None and (isinstance(op_block_list, str) or not all(isinstance(o, str) for o in op_block_list)):
+    if op_block_list is not None and (isinstance(op_block_list, str)
+                                      or not all(isinstance(o, str) for o in op_block_list)):
         raise DeployLabError(f"op_block_list={op_block_list!r} must be a list of operator type names, e.g. ['Softmax']")
     model = load_onnx(onnx_in)
     start = time.perf_counter()

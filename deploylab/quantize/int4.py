@@ -70,7 +70,8 @@ def quantize_int4_weights(
     onnx_in, onnx_out = Path(onnx_in), Path(onnx_out)
     if onnx_out.suffix != ".onnx":
         raise DeployLabError(f"output {str(onnx_out)!r} must end in .onnx")
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 16 or block_size & (block_size - 1):
+    power_of_two = isinstance(block_size, int) and block_size > 0 and not block_size & (block_size - 1)
+    if isinstance(block_size, bool) or not power_of_two or block_size < 16:
         raise DeployLabError(f"block_size={block_size!r} must be a power of two >= 16 (e.g. 32, 64, 128)")
     if accuracy_level is not None and accuracy_level not in ACCURACY_LEVELS:
         raise DeployLabError(f"accuracy_level={accuracy_level!r} must be None or one of {ACCURACY_LEVELS}")

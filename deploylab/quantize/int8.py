@@ -267,6 +267,37 @@ def calibration_for_model(
     )
 
 
+PER_CHANNEL_MIN_OPSET = 13  # DequantizeLinear's axis attribute (per-channel scales) arrived in opset 13
+
+
+def _per_channel_opset(model_path: Path, upgraded_path: Path) -> tuple[Path, str | None]:
+    """Upgrade a model below opset 13 so that per-channel Q/DQ nodes are valid in it.
+
+    quantize_static writes DequantizeLinear with an ``axis`` attribute whatever the
+    model's opset; in an opset 11 model (the seed's export) the result is invalid and
+    ONNX Runtime itself refuses to load it ("Unrecognized attribute: axis").
+    """
+    import onnx
+
+    from deploylab.onnx_tools import default_opset, load_onnx
+
+    model = load_onnx(model_path)
+    opset = default_opset(model)
+    if opset >= PER_CHANNEL_MIN_OPSET:
+        return model_path, None
+    try:
+        upgraded = onnx.version_converter.convert_version(model, PER_CHANNEL_MIN_OPSET)
+    except Exception as exc:  # the converter raises RuntimeError/ConvertError for ops it cannot adapt
+        raise DeployLabError(
+            f"per-channel int8 needs opset >= {PER_CHANNEL_MIN_OPSET} (DequantizeLinear's axis), the model has "
+            f"opset {opset} and the ONNX version converter failed ({str(exc).splitlines()[0][:200]}); re-export "
+            f"with opset >= {PER_CHANNEL_MIN_OPSET} or pass per_channel=False"
+        ) from exc
+    onnx.save(upgraded, str(upgraded_path))
+    return upgraded_path, (f"opset {opset} upgraded to {PER_CHANNEL_MIN_OPSET}: per-channel DequantizeLinear "
+                           "needs its axis attribute")
+
+
 # ---------------------------------------------------------------- step 3: quantize (ORT)
 def quantize_int8_onnxruntime(
     onnx_in: str | Path,
@@ -326,6 +357,9 @@ def quantize_int8_onnxruntime(
         if preprocess:
             source, pre_notes = prepare_for_quantization(onnx_in, tmp / "preprocessed.onnx")
             notes += pre_notes
+        if per_channel:
+            source, opset_note = _per_channel_opset(source, tmp / "opset13.onnx")
+            notes += [opset_note] if opset_note else []
         excluded = list(nodes_to_exclude or [])
         if excluded:
             names = {n.name for n in load_onnx(source, load_external_data=False).graph.node}
@@ -333,7 +367,7 @@ def quantize_int8_onnxruntime(
             if unknown:
                 raise DeployLabError(
                     f"nodes_to_exclude names {', '.join(map(repr, unknown))}, which the "
-                    f"{'pre-processed ' if source != onnx_in else ''}model does not have; list its Conv/Gemm/MatMul "
+                    f"{'pre-processed ' if preprocess else ''}model does not have; list its Conv/Gemm/MatMul "
                     "nodes with deploylab.quantize.quantizable_nodes"
                 )
         tensors = _tensors if _tensors is not None else collect_tensors_data(
@@ -357,7 +391,7 @@ def quantize_int8_onnxruntime(
                 calibration_cache_path=str(cache),
             )
         notes += [m for m in messages if "pre-process" not in m and "pre_process" not in m][:5]
-        preprocessed = source != onnx_in
+        preprocessed = preprocess and not any("without pre-processing" in n for n in notes)
     seconds = time.perf_counter() - start
     check_onnx_valid(onnx_out)
     return QuantizationReport(
@@ -384,7 +418,7 @@ def quantize_int8_onnxruntime(
 # ---------------------------------------------------------------- OpenVINO / NNCF
 @contextlib.contextmanager
 def _no_cuda_notice():
-    """Hide torch's "No CUDA runtime is found" warning, which nncf triggers (import, first quantize) on a CPU machine."""
+    """Hide torch's "No CUDA runtime is found" warning, which nncf triggers on a CPU machine."""
     import logging
 
     import torch  # noqa: F401  (first: importing torch would reset the level set below)
@@ -443,7 +477,8 @@ def quantize_int8_openvino(
     if len(calibration) < batch:
         raise DeployLabError(f"the model's batch dim is fixed at {batch}; give at least {batch} calibration samples")
     items = [calibration[i : i + batch] for i in range(0, len(calibration) - batch + 1, batch)]
-    if subset_size is not None and (isinstance(subset_size, bool) or not isinstance(subset_size, int) or subset_size < 1):
+    if subset_size is not None and (isinstance(subset_size, bool) or not isinstance(subset_size, int)
+                                    or subset_size < 1):
         raise DeployLabError(f"subset_size={subset_size!r} must be a positive integer")
     subset = min(subset_size or len(items), len(items))
     scope = None

@@ -10,8 +10,9 @@ layer to keep in float.
 
 It stays cheap because calibration runs once: every variant is quantized from the same
 calibration ranges (ORT's calibration cache). LeNet has 5 groups (2 Conv, 3 Gemm),
-ResNet-18 22 (21 Conv after BatchNorm folding, 1 Gemm); with 16 evaluation images each
-variant costs one ``quantize_static`` and 16 inferences.
+ResNet-18 21 (20 Conv with BatchNorm folded in, 1 Gemm); with 16 evaluation images each
+variant costs one ``quantize_static`` and 16 inferences (ResNet-18: about 45 s in all on
+two AVX2 cores, LeNet: about 1 s).
 """
 
 from __future__ import annotations

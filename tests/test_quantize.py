@@ -1,0 +1,426 @@
+"""Quantization: fp16, int8 (ORT Q/DQ per calibration method, OpenVINO NNCF), int4 weight-only,
+calibration data hygiene, the TensorRT cache from ORT ranges, per-layer sensitivity, the CLI.
+
+Accuracy bounds are on the digits TEST split with the shipped LeNet (fp32: 98.06 %, 353/360);
+calibration always comes from the TRAIN split. One point is 3.6 test images.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnx
+import pytest
+from conftest import one_line_error
+
+from deploylab.data.calibration import (
+    CalibrationReader,
+    digits_calibration,
+    image_calibration,
+    image_evaluation_set,
+    load_calibration_data,
+)
+from deploylab.errors import DeployLabError
+from deploylab.quantize import (
+    accuracy_onnx,
+    calibration_ranges,
+    convert_to_fp16,
+    cpu_saturates_int8,
+    fidelity,
+    layer_sensitivity,
+    mixed_precision,
+    predict,
+    quantizable_nodes,
+    quantize_int4_weights,
+    quantize_int8_onnxruntime,
+    quantize_int8_openvino,
+    tensorrt_cache_from_ranges,
+)
+
+METHODS = ("minmax", "entropy", "percentile")
+LENET_GROUPS = 5  # 2 Conv + 3 Gemm
+
+
+def _hashes(array: np.ndarray) -> set[str]:
+    return {hashlib.sha1(np.ascontiguousarray(x).tobytes()).hexdigest() for x in array}
+
+
+def _checked(path) -> onnx.ModelProto:
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def _ops(model) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+# ---------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def digits_test():
+    from deploylab.data.digits import load_digits_split
+
+    return load_digits_split("test")
+
+
+@pytest.fixture(scope="module")
+def lenet_onnx(lenet_ts_dynamic):
+    """LeNet, torchscript exporter, opset 17, symbolic batch (the shared session export; read-only)."""
+    return lenet_ts_dynamic.path
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    return digits_calibration(300, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fp32_accuracy(lenet_onnx, digits_test):
+    return accuracy_onnx(lenet_onnx, digits_test.images, digits_test.labels)
+
+
+@pytest.fixture(scope="module")
+def int8_models(lenet_onnx, calibration, digits_test, tmp_path_factory):
+    """method -> (report, ONNX Runtime test accuracy) for each ORT calibration method."""
+    out = tmp_path_factory.mktemp("int8")
+    results = {}
+    for method in METHODS:
+        report = quantize_int8_onnxruntime(lenet_onnx, out / f"lenet_{method}.onnx", calibration, method=method)
+        results[method] = (report, accuracy_onnx(report.path, digits_test.images, digits_test.labels))
+    return results
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    """The MatMul MLP trained on the digits and exported, with its int4 copy."""
+    from deploylab.quantize import export_matmul_mlp, train_matmul_mlp
+
+    out = tmp_path_factory.mktemp("mlp")
+    model, training = train_matmul_mlp(seed=0)
+    export_matmul_mlp(model, out / "mlp.onnx")
+    report = quantize_int4_weights(out / "mlp.onnx", out / "mlp_int4.onnx", block_size=32, symmetric=True)
+    return out / "mlp.onnx", report, training
+
+
+# ---------------------------------------------------------------- calibration data
+def test_digits_calibration_comes_from_the_train_split(digits_test):
+    calib = digits_calibration(200, seed=3)
+    assert calib.shape == (200, 1, 32, 32) and calib.dtype == np.float32
+    assert not _hashes(calib) & _hashes(digits_test.images)
+    np.testing.assert_array_equal(calib, digits_calibration(200, seed=3))
+    assert not np.array_equal(calib, digits_calibration(200, seed=4))
+    with pytest.raises(DeployLabError, match="5000"):
+        digits_calibration(5000)
+
+
+def test_photo_calibration_and_evaluation_sets_are_disjoint():
+    calib = image_calibration(30, seed=0)
+    evaluation = image_evaluation_set(100, seed=0)
+    assert calib.shape == (30, 3, 224, 224) and evaluation.shape == (100, 3, 224, 224)
+    assert calib.dtype == evaluation.dtype == np.float32
+    assert len(_hashes(evaluation)) == 100  # every evaluation view is distinct
+    assert not _hashes(calib) & _hashes(evaluation)
+    assert not _hashes(image_calibration(30, seed=1)) & _hashes(image_evaluation_set(30, seed=1))
+    np.testing.assert_array_equal(evaluation[:5], image_evaluation_set(5, seed=0))
+    # augmented, not the plain preprocessed photos
+    from deploylab.data.images import sample_image_paths
+    from deploylab.data.preprocess import ImagePreprocessing
+
+    plain = ImagePreprocessing().batch(sample_image_paths())
+    assert not _hashes(plain) & (_hashes(calib) | _hashes(evaluation))
+
+
+def test_load_calibration_data_from_files_and_folders(tmp_path):
+    import cv2
+
+    samples = np.random.default_rng(0).random((7, 1, 32, 32), dtype=np.float32)
+    np.save(tmp_path / "c.npy", samples)
+    np.savez(tmp_path / "c.npz", images=samples, labels=np.arange(7))
+    shape = ("batch", 1, 32, 32)
+    np.testing.assert_array_equal(load_calibration_data(tmp_path / "c.npy", shape), samples)
+    np.testing.assert_array_equal(load_calibration_data(tmp_path / "c.npz", shape, limit=3), samples[:3])
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((40, 50, 3), 60 * i, np.uint8))
+    grey = load_calibration_data(folder, shape)
+    assert grey.shape == (3, 1, 32, 32) and grey.max() <= 1.0
+    np.testing.assert_allclose(grey[2], 120 / 255, rtol=1e-6)
+    colour = load_calibration_data(folder, (1, 3, 224, 224))
+    assert colour.shape == (3, 3, 224, 224)
+
+
+@pytest.mark.parametrize("case", ["empty", "wrong_shape", "integers", "missing", "npz_keys", "empty_folder"])
+def test_bad_calibration_data_names_the_value(case, tmp_path):
+    shape = ("batch", 1, 32, 32)
+    path, named = tmp_path / "c.npy", None
+    if case == "empty":
+        np.save(path, np.zeros((0, 1, 32, 32), np.float32))
+        named = "empty"
+    elif case == "wrong_shape":
+        np.save(path, np.zeros((4, 3, 32, 32), np.float32))
+        named = "4x3x32x32"
+    elif case == "integers":
+        np.save(path, np.zeros((4, 1, 32, 32), np.uint8))
+        named = "uint8"
+    elif case == "missing":
+        path, named = tmp_path / "nothing.npz", "nothing.npz"
+    elif case == "npz_keys":
+        path = tmp_path / "c.npz"
+        np.savez(path, a=np.zeros((2, 1, 32, 32)), b=np.zeros(2))
+        named = "'a', 'b'"
+    else:
+        path, named = tmp_path, "no images"
+    with pytest.raises(DeployLabError, match=named):
+        load_calibration_data(path, shape)
+
+
+def test_calibration_reader_is_an_ort_data_reader():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    data = np.arange(5 * 2, dtype=np.float32).reshape(5, 2)
+    reader = CalibrationReader(data, "input", batch_size=2, progress=False)
+    assert isinstance(reader, CalibrationDataReader) and len(reader) == 3
+    batches = [reader.get_next()["input"] for _ in range(3)]
+    assert [len(b) for b in batches] == [2, 2, 1] and reader.get_next() is None
+    reader.rewind()
+    np.testing.assert_array_equal(reader.get_next()["input"], data[:2])
+    with pytest.raises(DeployLabError, match="non-empty"):
+        CalibrationReader(np.zeros((0, 2), np.float32), "input")
+
+
+# ---------------------------------------------------------------- fp16
+def test_fp16_lenet_halves_weights_keeps_accuracy_in_ort_and_openvino(lenet_onnx, digits_test, fp32_accuracy, tmp_path):
+    from deploylab.backends.openvino import OpenVinoRunner
+
+    report = convert_to_fp16(lenet_onnx, tmp_path / "lenet_fp16.onnx")
+    model = _checked(report.path)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT  # fp32 in/out kept
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert all(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    assert report.weight_bytes_after == pytest.approx(report.weight_bytes_before / 2, rel=0.01)
+    assert report.file_bytes_after < 0.55 * report.file_bytes_before
+    ort_acc = accuracy_onnx(report.path, digits_test.images, digits_test.labels)
+    ov_acc = accuracy_onnx(OpenVinoRunner(report.path), digits_test.images, digits_test.labels)
+    assert abs(ort_acc - fp32_accuracy) <= 0.005 and abs(ov_acc - fp32_accuracy) <= 0.005
+
+
+def test_fp16_resnet18_keeps_its_decisions(tmp_path):
+    from deploylab.backends.openvino import OpenVinoRunner
+    from deploylab.export import export_bundle
+    from deploylab.models import resolve_model
+
+    fp32 = export_bundle(resolve_model("resnet18"), tmp_path / "r18.onnx", exporter="torchscript", opset=17,
+                         dynamic_batch=True).path
+    report = convert_to_fp16(fp32, tmp_path / "r18_fp16.onnx")
+    _checked(report.path)
+    images = image_evaluation_set(4, seed=0)
+    reference = predict(fp32, images)
+    for runner in (report.path, OpenVinoRunner(report.path)):
+        f = fidelity(reference, predict(runner, images))
+        assert f.top1_agreement == 1.0 and f.mean_cosine > 0.9999, f
+
+
+# ---------------------------------------------------------------- int8, ONNX Runtime
+@pytest.mark.parametrize("method", METHODS)
+def test_int8_qdq_is_valid_smaller_and_within_one_point(method, int8_models, lenet_onnx, fp32_accuracy):
+    report, acc = int8_models[method]
+    model = _checked(report.path)
+    ops = _ops(model)
+    assert ops.get("QuantizeLinear", 0) >= 5 and ops.get("DequantizeLinear", 0) >= 10, ops
+    weights = {t.name: t for t in model.graph.initializer}
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    producer = {o: n for n in model.graph.node for o in n.output}
+    # the Conv weight really is int8 behind a DequantizeLinear
+    dq = producer[conv.input[1]]
+    assert dq.op_type == "DequantizeLinear" and weights[dq.input[0]].data_type == onnx.TensorProto.INT8
+    assert report.weight_bytes_after < 0.3 * report.weight_bytes_before
+    assert report.method == method and report.num_samples == 300 and len(report.ranges) >= 10
+    assert all(low <= high for low, high in report.ranges.values())
+    assert report.settings["preprocessed"] is True
+    assert acc >= fp32_accuracy - 0.01, (method, acc, fp32_accuracy)
+
+
+def test_best_int8_method_within_half_a_point(int8_models, fp32_accuracy):
+    best = max(acc for _, acc in int8_models.values())
+    assert best >= fp32_accuracy - 0.005, {m: a for m, (_, a) in int8_models.items()}
+
+
+def test_int8_qdq_also_runs_in_openvino(int8_models, digits_test, fp32_accuracy):
+    from deploylab.backends.openvino import OpenVinoRunner
+
+    report, _ = int8_models["minmax"]
+    acc = accuracy_onnx(OpenVinoRunner(report.path), digits_test.images, digits_test.labels)
+    assert acc >= fp32_accuracy - 0.01
+
+
+@pytest.mark.skipif(not cpu_saturates_int8(), reason="needs an x86 CPU without VNNI (int16 saturation)")
+def test_full_range_weights_saturate_on_a_cpu_without_vnni(lenet_onnx, calibration, digits_test, tmp_path):
+    """Why reduce_range defaults to on here: the fused int8 kernels drift, the same graph in float does not."""
+    import onnxruntime as ort
+
+    path = tmp_path / "full_range.onnx"
+    report = quantize_int8_onnxruntime(lenet_onnx, path, calibration, reduce_range=False)
+    assert report.settings["reduce_range"] is False
+    reference = predict(lenet_onnx, digits_test.images)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # Q/DQ evaluated in float
+    simulated = ort.InferenceSession(str(path), options).run(None, {"input": digits_test.images})[0]
+    fused = predict(path, digits_test.images)  # ORT_ENABLE_ALL: QLinearConv/QGemm integer kernels
+    assert fidelity(reference, fused).max_abs_error > 5 * fidelity(reference, simulated).max_abs_error
+
+
+def test_int8_per_channel_on_the_seeds_opset_11_export_is_valid(lenet_ts11, calibration, digits_test,
+                                                                 fp32_accuracy, tmp_path):
+    # quantize_static alone writes per-channel DequantizeLinear (axis) into the opset 11 graph,
+    # which ONNX Runtime then refuses to load; deploylab upgrades the opset first.
+    report = quantize_int8_onnxruntime(lenet_ts11.path, tmp_path / "seed_int8.onnx", calibration[:40])
+    model = _checked(report.path)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    assert any("opset 11 upgraded to 13" in n for n in report.notes)
+    # the seed's export has a fixed batch of 1: fed one image at a time
+    assert accuracy_onnx(report.path, digits_test.images, digits_test.labels) >= fp32_accuracy - 0.01
+
+
+def test_int8_falls_back_when_pre_processing_fails(lenet_onnx, calibration, digits_test, fp32_accuracy,
+                                                   tmp_path, monkeypatch):
+    import onnxruntime.quantization
+
+    def failing(*args, **kwargs):
+        raise Exception("Incomplete symbolic shape inference")
+
+    monkeypatch.setattr(onnxruntime.quantization, "quant_pre_process", failing)
+    report = quantize_int8_onnxruntime(lenet_onnx, tmp_path / "plain.onnx", calibration)
+    assert report.settings["preprocessed"] is False
+    assert any("Incomplete symbolic shape inference" in n for n in report.notes)
+    assert any("without pre-processing" in n for n in report.notes)
+    _checked(report.path)
+    assert accuracy_onnx(report.path, digits_test.images, digits_test.labels) >= fp32_accuracy - 0.01
+
+
+def test_int8_excluding_an_unknown_node_is_refused(lenet_onnx, calibration, tmp_path):
+    with pytest.raises(DeployLabError, match="no_such_conv"):
+        quantize_int8_onnxruntime(lenet_onnx, tmp_path / "x.onnx", calibration, nodes_to_exclude=["no_such_conv"])
+
+
+# ---------------------------------------------------------------- int8, OpenVINO NNCF
+def test_nncf_int8_ir_within_one_point(lenet_onnx, calibration, digits_test, fp32_accuracy, tmp_path):
+    import openvino as ov
+
+    report = quantize_int8_openvino(lenet_onnx, tmp_path / "lenet_int8.xml", calibration)
+    assert report.path.is_file() and report.path.with_suffix(".bin").is_file()
+    assert report.op_histogram.get("FakeQuantize", 0) >= 5
+    assert report.weight_bytes_after < 0.3 * report.weight_bytes_before
+    ov.Core().read_model(str(report.path))
+    acc = accuracy_onnx(report.path, digits_test.images, digits_test.labels)
+    assert acc >= fp32_accuracy - 0.01
+
+
+# ---------------------------------------------------------------- TensorRT cache from ORT ranges
+def test_tensorrt_cache_round_trip_from_ort_ranges(lenet_onnx, calibration, tmp_path):
+    from deploylab.backends.tensorrt import read_calibration_cache
+
+    ranges = calibration_ranges(lenet_onnx, calibration[:64], method="minmax")
+    assert "input" in ranges and any(name.endswith("Conv_output_0") for name in ranges)
+    low, high = ranges["input"]
+    assert 0.0 <= low < high <= 1.0  # digits are in [0, 1]
+    path = tensorrt_cache_from_ranges(ranges, tmp_path / "lenet.cache", version="10.13")
+    cache = read_calibration_cache(path)
+    assert cache.header == "TRT-101300-EntropyCalibration2"
+    assert set(cache.scales) == set(ranges)
+    for name, (low, high) in ranges.items():
+        assert cache.scales[name] == float(np.float32(max(abs(low), abs(high)) / 127)), name
+
+
+# ---------------------------------------------------------------- int4 weight-only
+def test_int4_mlp_shrinks_and_stays_within_two_points(mlp, digits_test):
+    fp32_path, report, training = mlp
+    assert training.test_accuracy >= 0.95
+    model = _checked(report.path)
+    ops = {(n.domain, n.op_type) for n in model.graph.node}
+    assert ("com.microsoft", "MatMulNBits") in ops and ("", "MatMul") not in ops
+    assert report.weight_bytes_after < 0.2 * report.weight_bytes_before
+    assert report.file_bytes_after < 0.2 * report.file_bytes_before
+    fp32 = accuracy_onnx(fp32_path, digits_test.images, digits_test.labels)
+    int4 = accuracy_onnx(report.path, digits_test.images, digits_test.labels)
+    assert fp32 == pytest.approx(training.test_accuracy, abs=1e-9)
+    assert int4 >= fp32 - 0.02, (fp32, int4)
+
+
+def test_int4_on_gemm_only_lenet_says_why(lenet_onnx, tmp_path):
+    with pytest.raises(DeployLabError, match="Gemm") as info:
+        quantize_int4_weights(lenet_onnx, tmp_path / "x.onnx")
+    assert "no MatMul" in str(info.value) and "3-D input" in str(info.value)
+
+
+# ---------------------------------------------------------------- sensitivity
+def test_sensitivity_ranks_groups_and_mixed_precision_is_not_worse(lenet_onnx, calibration, digits_test, tmp_path):
+    evaluation = digits_test.images  # fidelity only: never the calibration data
+    report = layer_sensitivity(lenet_onnx, calibration, evaluation)
+    names = [layer.node for layer in report.layers]
+    assert sorted(names) == sorted(quantizable_nodes(lenet_onnx)) and len(names) == LENET_GROUPS
+    keys = [(s.recovered_top1, s.recovered_cosine) for s in report.layers]
+    assert keys == sorted(keys, reverse=True)
+    worst = report.worst(1)
+    mixed = mixed_precision(lenet_onnx, tmp_path / "mixed.onnx", calibration, keep_fp32=worst)
+    model = _checked(mixed.path)
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    kept = next(n for n in model.graph.node if n.name == worst[0])
+    assert producer.get(kept.input[1]) != "DequantizeLinear"  # its weight stayed float
+    full = report.full_int8
+    got = fidelity(predict(lenet_onnx, evaluation), predict(mixed.path, evaluation))
+    assert (got.top1_agreement, got.mean_cosine) >= (full.top1_agreement, full.mean_cosine), (got, full)
+
+
+# ---------------------------------------------------------------- CLI (the `cli` fixture is in conftest)
+def test_cli_quantize_happy_paths(cli, lenet_onnx, mlp, tmp_path):
+    r = cli("quantize", lenet_onnx, "--mode", "int8", "--num-samples", "100", "--calib-method", "entropy",
+            "-o", tmp_path / "q.onnx")
+    assert r.code == 0, r.err
+    assert "100 digits from the train split" in r.out and "entropy on 100 samples" in r.out
+    assert _ops(_checked(tmp_path / "q.onnx")).get("QuantizeLinear")
+    r = cli("quantize", lenet_onnx, "--mode", "fp16", "-o", tmp_path / "h.onnx")
+    assert r.code == 0 and "fp16" in r.out, r.err
+    r = cli("quantize", mlp[0], "--mode", "int4", "-o", tmp_path / "i4.onnx")
+    assert r.code == 0 and "MatMulNBits x3" in r.out, r.err
+
+
+def _odd_input_model(path):
+    import torch
+
+    from deploylab.export import export_onnx
+
+    export_onnx(torch.nn.Conv2d(2, 4, 3), (torch.rand(1, 2, 16, 16),), path, exporter="torchscript", opset=17)
+    return path
+
+
+@pytest.mark.parametrize("case", ["empty_calibration", "wrong_shape", "int4_without_matmul", "no_builtin_calibration",
+                                  "fp16_on_openvino", "zero_samples", "missing_model", "wrong_suffix"])
+def test_cli_quantize_bad_input_is_one_line_exit_2(case, cli, lenet_onnx, tmp_path):
+    out = tmp_path / "out.onnx"
+    model, extra, named = lenet_onnx, [], None
+    if case == "empty_calibration":
+        np.savez(tmp_path / "empty.npz", images=np.zeros((0, 1, 32, 32), np.float32))
+        extra, named = ["--mode", "int8", "--calib-data", tmp_path / "empty.npz"], "empty"
+    elif case == "wrong_shape":
+        np.save(tmp_path / "rgb.npy", np.zeros((4, 3, 224, 224), np.float32))
+        extra, named = ["--mode", "int8", "--calib-data", tmp_path / "rgb.npy"], "4x3x224x224"
+    elif case == "int4_without_matmul":
+        extra, named = ["--mode", "int4"], "no MatMul"
+    elif case == "no_builtin_calibration":
+        model = _odd_input_model(tmp_path / "odd.onnx")
+        extra, named = ["--mode", "int8"], "--calib-data"
+    elif case == "fp16_on_openvino":
+        extra, named, out = ["--mode", "fp16", "--backend", "openvino"], "--backend openvino", tmp_path / "o.xml"
+    elif case == "zero_samples":
+        extra, named = ["--mode", "int8", "--num-samples", "0"], "samples 0 must be a positive integer"
+    elif case == "missing_model":
+        model, extra, named = tmp_path / "nope.onnx", ["--mode", "fp16"], "nope.onnx"
+    else:
+        extra, named, out = ["--mode", "int8", "--backend", "openvino"], ".xml", tmp_path / "o.onnx"
+    one_line_error(cli("quantize", model, *extra, "-o", out), named)
+    assert not out.exists()
