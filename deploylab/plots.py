@@ -201,3 +201,29 @@ def plot_sweep(results, path: str | Path | None = None, title: str = ""):
     machine = f"{env.get('cpu_model', 'unknown cpu')}, {env.get('cpu_count', '?')} CPUs"
     fig.suptitle(title or f"batch-size sweep on {machine}", fontsize=11)
     return _save(fig, path)
+
+
+def plot_precision_tradeoff(rows: list[dict], path: str | Path | None = None, quality_key: str = "top1_agreement",
+                            quality_label: str = "top-1 agreement with fp32"):
+    """Quality vs latency (one marker per model x backend) and model size per precision.
+
+    ``rows``: dicts with ``label``, ``backend``, ``latency_ms``, ``size_mib`` and ``quality_key``.
+    """
+    fig = _figure(11, 3.8)
+    ax_q, ax_s = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    markers = {"onnxruntime": "o", "openvino": "s", "torch": "^"}
+    for row in rows:
+        ax_q.scatter(row["latency_ms"], row[quality_key], marker=markers.get(row["backend"], "D"), s=45)
+        ax_q.annotate(f"{row['label']} ({row['backend']})", (row["latency_ms"], row[quality_key]),
+                      fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax_q.set_xlabel("latency at batch 1 (ms, median)")
+    ax_q.set_ylabel(quality_label)
+    ax_q.grid(alpha=0.3)
+    sizes: dict[str, float] = {}
+    for row in rows:
+        sizes.setdefault(row["label"], row["size_mib"])
+    ax_s.bar(list(sizes), list(sizes.values()), color="#7aa6d6")
+    ax_s.set_ylabel("model weights (MiB)")
+    ax_s.tick_params(axis="x", rotation=30)
+    ax_s.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
