@@ -334,6 +334,16 @@ def _cmd_quantize(args) -> int:
     return EXIT_OK
 
 
+def _cmd_check_support(args) -> int:
+    from deploylab.backends.registry import parse_backends
+    from deploylab.support import check_support
+
+    backends = parse_backends(args.backends)
+    report = check_support(args.file, backends, matrix=args.matrix)
+    print(report.format())
+    return EXIT_OK if report.all_supported else EXIT_CHECK_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     from deploylab.models import MODEL_SPEC_HELP
 
@@ -433,6 +443,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_lenet)
+
+    p = sub.add_parser("check-support", help="which backends run every operator of an ONNX file; exit 1 if one does not")
+    p.add_argument("file", type=Path, help="ONNX file")
+    p.add_argument("--backends", default="onnxruntime,openvino",
+                   help="comma-separated backends (default: onnxruntime,openvino; tensorrt: from NVIDIA's table)")
+    p.add_argument("--matrix", type=Path, default=None, help="support matrix JSON (default: data/support_matrix.json)")
+    p.set_defaults(func=_cmd_check_support)
     return parser
 
 

@@ -1,0 +1,293 @@
+"""What every problem demo needs: export quietly but keep what the exporter said, run in ORT.
+
+The demos export small modules with settings :func:`deploylab.export.export_onnx` does
+not expose (a dynamic dimension other than the batch, scripted modules, custom
+translation tables), so they call ``torch.onnx.export`` here and keep its warnings,
+its log and the native (C++) messages the TorchScript exporter prints straight to the
+process's stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deploylab.errors import DeployLabError
+from deploylab.export import EXPORTERS, _captured_output  # one capture for every exporter call
+
+_NOISE = (
+    "You are using the legacy TorchScript-based ONNX export",
+    "The feature will be removed",
+)
+
+
+@dataclass
+class ExportOutcome:
+    """One export attempt: the file (or the error), the warnings, the exporter's log."""
+
+    exporter: str
+    path: Path | None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    log: str = ""
+    native_log: str = ""
+    ops: list[str] = field(default_factory=list)  # op types of the main graph, in order
+    input_shapes: dict[str, list] = field(default_factory=dict)  # ints, or names for symbolic dims
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def tracer_warnings(self) -> list[str]:
+        return [w for w in self.warnings if w.startswith("TracerWarning")]
+
+    def format(self) -> str:
+        if not self.ok:
+            return f"{self.exporter}: export FAILED: {self.error}"
+        lines = [f"{self.exporter}: {self.path.name}, inputs {self.input_shapes}, ops {' '.join(self.ops)}"]
+        lines += [f"  warning: {w[:160]}" for w in self.warnings]
+        lines += [f"  native: {ln}" for ln in self.native_log.splitlines() if ln.strip()]
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _native_output(sink: list):
+    """Collect what C++ code writes to file descriptors 1 and 2 (Python's redirects cannot see it)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        for fd in saved:
+            os.dup2(tmp.fileno(), fd)
+        try:
+            yield
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            tmp.seek(0)
+            sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+def export_module(
+    module: torch.nn.Module,
+    args: Sequence,
+    path: str | Path,
+    exporter: str = "dynamo",
+    *,
+    dynamic_dims: Mapping[int, str] | None = None,
+    opset: int | None = None,
+    input_names: Sequence[str] = ("x",),
+    output_names: Sequence[str] = ("y",),
+    **options,
+) -> ExportOutcome:
+    """Export ``module(*args)`` to ``path``; never raises for an exporter failure.
+
+    ``dynamic_dims`` maps axes of the first input to names (e.g. ``{0: "batch", 2:
+    "length"}``), given to the dynamo exporter as ``dynamic_shapes`` with
+    ``torch.export.Dim`` and to the TorchScript one as ``dynamic_axes``. ``opset``
+    None means 17 for TorchScript (the seed's era, If/Loop well supported) and the
+    default (>= 18) for dynamo. ``options`` go to ``torch.onnx.export`` as they are
+    (``custom_translation_table``, ``custom_opsets``, ...).
+    """
+    if exporter not in EXPORTERS:
+        raise DeployLabError(f"unknown exporter {exporter!r}; use one of {', '.join(EXPORTERS)}")
+    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(input_names=list(input_names), output_names=list(output_names), **options)
+    if exporter == "dynamo":
+        kwargs.update(dynamo=True, verbose=True)
+        if opset is not None:
+            kwargs["opset_version"] = opset
+        if dynamic_dims:
+            dims = {axis: torch.export.Dim(name.replace(" ", "_"), min=1) for axis, name in dynamic_dims.items()}
+            kwargs["dynamic_shapes"] = tuple(dims if i == 0 else None for i in range(len(args)))
+    else:
+        kwargs.update(dynamo=False, opset_version=opset or 17)
+        if dynamic_dims:
+            kwargs["dynamic_axes"] = {input_names[0]: dict(dynamic_dims)}
+    native: list[str] = []
+    error = None
+    if isinstance(module, torch.nn.Module):
+        module.eval()
+    with warnings.catch_warnings(record=True) as caught, _captured_output(True) as log, _native_output(native):
+        warnings.simplefilter("always")
+        try:
+            with torch.no_grad():
+                torch.onnx.export(module, args, str(path), **kwargs)
+        except Exception as exc:  # exporters raise many types; the demo shows the message
+            error = _first_lines(exc)
+    messages = []
+    for w in caught:
+        text = f"{w.category.__name__}: {w.message}"
+        if not any(n in text for n in _NOISE) and text not in messages:
+            messages.append(text)
+    outcome = ExportOutcome(exporter, None if error else path, error, messages, log.getvalue(), "".join(native))
+    if error is None:
+        outcome.ops, outcome.input_shapes = read_graph(path)
+    return outcome
+
+
+def read_graph(path: str | Path) -> tuple[list[str], dict[str, list]]:
+    """Op types of the main graph (``domain::Op`` outside ONNX) and the input dims of a file."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    ops = [n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node]
+    init = {i.name for i in model.graph.initializer}
+    shapes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in model.graph.input if v.name not in init}
+    return ops, shapes
+
+
+def _first_lines(exc: BaseException) -> str:
+    """The first line of an exporter error plus the most specific cause, ANSI colours removed."""
+    import re
+
+    clean = lambda s: re.sub(r"\x1b\[[0-9;]*m", "", s).strip()  # noqa: E731
+    lines = [clean(ln) for ln in str(exc).splitlines() if clean(ln)]
+    head = lines[0] if lines else type(exc).__name__
+    cause = exc.__cause__
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    if cause is not None:
+        cause_lines = [clean(ln) for ln in str(cause).splitlines() if clean(ln)]
+        if cause_lines and cause_lines[0] != head:
+            head = f"{head} [cause: {type(cause).__name__}: {cause_lines[0][:240]}]"
+    return f"{type(exc).__name__}: {head[:480]}"
+
+
+def ort_session(path: str | Path, options=None):
+    """A CPU ONNX Runtime session; errors become DeployLabError with the engine's reason."""
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise DeployLabError(f"ONNX Runtime cannot load {Path(path).name}: {str(exc).strip()[:300]}") from exc
+
+
+def run_onnx(path: str | Path, *inputs: np.ndarray, options=None) -> list[np.ndarray]:
+    """Run an ONNX file in ONNX Runtime (CPU) on positional inputs."""
+    session = ort_session(path, options)
+    feed = {i.name: np.ascontiguousarray(x) for i, x in zip(session.get_inputs(), inputs)}
+    return session.run(None, feed)
+
+
+def max_abs_error(reference, candidate) -> float:
+    """max |reference - candidate|, ``inf`` when the shapes differ."""
+    ref, cand = np.asarray(reference, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        return float("inf")
+    return float(np.abs(ref - cand).max()) if ref.size else 0.0
+
+
+def eager(module: torch.nn.Module, *inputs) -> np.ndarray:
+    """``module(*inputs)`` under no_grad on copies of the inputs (some broken modules mutate them)."""
+    with torch.no_grad():
+        out = module(*[x.clone() if isinstance(x, torch.Tensor) else x for x in inputs])
+    return out.detach().numpy() if isinstance(out, torch.Tensor) else np.asarray(out)
+
+
+# ---------------------------------------------------------------- reporting
+@dataclass
+class Check:
+    """One input the exported model was run on: how far it landed from eager PyTorch."""
+
+    label: str
+    max_abs_error: float  # inf: the engine refused the input, or the output shape differs
+    note: str = ""
+    tolerance: float = 1e-5
+
+    @property
+    def passed(self) -> bool:
+        return self.max_abs_error <= self.tolerance
+
+    def format(self) -> str:
+        verdict = "right" if self.passed else "WRONG"
+        err = "n/a" if self.max_abs_error == float("inf") else f"{self.max_abs_error:.3g}"
+        return f"{self.label}: {verdict} (max abs error {err}){' - ' + self.note if self.note else ''}"
+
+
+@dataclass
+class Attempt:
+    """One module exported one way, and how its ONNX file behaved on each check input."""
+
+    module: str
+    route: str  # the exporter, or e.g. "torchscript (torch.jit.script)"
+    export: ExportOutcome
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what else was observed (e.g. a plain engine refusing it)
+
+    @property
+    def right(self) -> bool:
+        """Exported, and right on every check input."""
+        return self.export.ok and bool(self.checks) and all(c.passed for c in self.checks)
+
+    def format(self) -> str:
+        head = f"{self.module} via {self.route}: {'RIGHT' if self.right else 'BROKEN'}"
+        lines = [head]
+        if not self.export.ok:
+            lines.append(f"  export failed: {self.export.error}")
+        else:
+            lines.append(f"  graph: {' '.join(self.export.ops)}; inputs {self.export.input_shapes}")
+            lines += [f"  {w[:200]}" for w in self.export.tracer_warnings[:2]]
+            lines += [f"  exporter printed: {ln.strip()[:200]}" for ln in self.export.native_log.splitlines()
+                      if ln.strip()][:2]
+        lines += [f"  {c.format()}" for c in self.checks]
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass
+class ProblemReport:
+    """A problem reproduced and fixed: every attempt, plus what it teaches."""
+
+    title: str
+    attempts: list[Attempt]
+    lesson: str
+
+    def attempt(self, module: str, route: str) -> Attempt:
+        for a in self.attempts:
+            if a.module == module and a.route == route:
+                return a
+        known = ", ".join(f"{a.module}/{a.route}" for a in self.attempts)
+        raise DeployLabError(f"no attempt {module}/{route} in {self.title!r}; have: {known}")
+
+    def format(self) -> str:
+        return "\n".join([self.title, "=" * len(self.title)] + [a.format() for a in self.attempts]
+                         + ["", self.lesson])
+
+
+def run_checks(path: Path, module: torch.nn.Module, inputs: Sequence[tuple[str, tuple]],
+               tolerance: float = 1e-5, options=None) -> list[Check]:
+    """Run the ONNX file and eager ``module`` on each ``(label, args)``; one Check each."""
+    checks = []
+    session = ort_session(path, options)
+    for label, args in inputs:
+        reference = eager(module, *args)
+        feed = {i.name: np.ascontiguousarray(a.numpy()) for i, a in zip(session.get_inputs(), args)}
+        try:
+            got = session.run(None, feed)[0]
+        except Exception as exc:  # ORT rejects an input the exported graph fixed
+            text = str(exc).strip().splitlines()
+            checks.append(Check(label, float("inf"), f"ONNX Runtime refused it: {text[0][:200] if text else exc}",
+                                tolerance))
+            continue
+        error = max_abs_error(reference, got)
+        note = "" if np.shape(got) == reference.shape else (
+            f"output shape {tuple(np.shape(got))}, eager gives {tuple(reference.shape)}")
+        checks.append(Check(label, error, note, tolerance))
+    return checks
