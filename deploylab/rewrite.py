@@ -207,6 +207,33 @@ def _torch_custom_symbolic(name: str, opset: int):
     return None
 
 
+def _symbolic_group_exists(name: str) -> bool:
+    try:
+        from torch.onnx._internal.torchscript_exporter import registration
+
+        return registration.registry.get_function_group(name) is not None
+    except (ImportError, AttributeError):
+        return True  # unknown layout: assume it existed, so nothing is removed
+
+
+def _forget_empty_symbolic_group(name: str) -> None:
+    """Drop the empty entry ``unregister_custom_op_symbolic`` leaves behind (torch 2.9-2.14).
+
+    For an op without a built-in symbolic, torch keeps an empty function group after
+    unregistering; the next export of that op then fails with "min() arg is an empty
+    sequence" instead of "unrecognized namespace". Removing the group restores the
+    state before the rewrite exactly. Private registry, so guarded.
+    """
+    try:
+        from torch.onnx._internal.torchscript_exporter import registration
+
+        group = registration.registry.get_function_group(name)
+        if group is not None and not len(group._functions):
+            registration.registry._registry.pop(name, None)
+    except (ImportError, AttributeError, TypeError):
+        pass
+
+
 def _full_symbolic_name(name: str) -> str:
     return f"aten{name}" if name.startswith("::") else name
 
@@ -218,6 +245,7 @@ def _symbolic_patch(rewrite: _Rewrite, ctx_factory) -> Iterator[None]:
     name, opset = _full_symbolic_name(rewrite.name), rewrite.opset
     key = (name, opset)
     previous = _torch_custom_symbolic(name, opset)
+    group_existed = _symbolic_group_exists(name)
     ctx = ctx_factory(previous)
 
     @functools.wraps(rewrite.replacement)
@@ -235,6 +263,8 @@ def _symbolic_patch(rewrite: _Rewrite, ctx_factory) -> Iterator[None]:
             torch.onnx.register_custom_op_symbolic(name, previous, opset)
         else:
             torch.onnx.unregister_custom_op_symbolic(name, opset)
+            if not group_existed:
+                _forget_empty_symbolic_group(name)
         if not stack:
             _SYMBOLIC_STACK.pop(key, None)
 

@@ -225,9 +225,9 @@ def _generated_cases(limit: int | None) -> Iterator[ConformanceCase]:
         # The generators compute reference outputs with numpy, including deliberate
         # overflows and divisions by zero; their RuntimeWarnings are not news.
         warnings.simplefilter("ignore")
-        if limit is None or node_cases._NodeTestCases:
-            # Importing a generator module runs its cases once per process; after that
-            # the collected list is the only place they live.
+        # Importing a generator module runs its cases once per process and appends them to
+        # the package's list; importing only the first modules is what makes `limit` cheap.
+        if limit is None:
             cases = node_cases.collect_testcases()
         else:
             cases = _import_generators_until(node_cases, limit)
@@ -331,9 +331,13 @@ def _outputs_match(expected: list, got: list, values: bool = True) -> str | None
         close = np.isclose(out64, ref64, rtol=RTOL, atol=ATOL, equal_nan=True)
         if not close.all():
             diff = np.abs(out64 - ref64)
-            finite = diff[np.isfinite(diff)]
-            worst = f"max abs error {finite.max():.3g}" if finite.size else "non-finite values"
-            return f"output {index}: {int((~close).sum())} of {ref.size} values off, {worst}"
+            off = ~close
+            finite = off & np.isfinite(diff)
+            if finite.any():
+                worst = f"max abs error {diff[finite].max():.3g}"
+            else:
+                worst = "all at NaN/inf positions"
+            return f"output {index}: {int(off.sum())} of {ref.size} values off, {worst}"
     return None
 
 
@@ -679,7 +683,7 @@ class SupportMatrix:
         else:
             nearest = min(by_version, key=lambda v: (abs(v - (wanted or opset)), -v))
             counts = by_version[nearest]
-            note = f"(op version {wanted or '?'} untested; measured v{nearest})"
+            note = f"(v{nearest} tested, model uses v{wanted or '?'})"
         tested = sum(v for k, v in counts.items() if k != "skipped")
         passed = counts.get("pass", 0)
         if tested == 0:
@@ -732,14 +736,23 @@ class OpSupport:
     nodes: int
     matrix: dict[str, MatrixStatus]
     tensorrt_doc: str
-    failed_load: set[str] = field(default_factory=set)
+    failed_load: set[str] = field(default_factory=set)  # backends whose load error names this op
+    # backends whose engine accepted this op: the model loaded, or its load error blamed only other ops
+    accepted_by: set[str] = field(default_factory=set)
 
     @property
     def key(self) -> str:
         return f"{self.domain}::{self.op_type}"
 
     def verdict(self, backend: str) -> str:
-        """pass / partial / fail / unknown for ``backend``; tensorrt from the documentation."""
+        """pass / partial / fail / unknown for ``backend``.
+
+        Evidence is combined: a load error naming the op -> fail; a matrix "fail" for
+        an op the engine accepted in *this* model -> partial (the conformance cases
+        exercise variants - non-constant inputs, sequences, other op versions - this
+        model may not use); otherwise the matrix verdict. TensorRT: its documentation (a custom-domain op
+        needs a plugin: fail).
+        """
         if backend == "tensorrt":
             if self.tensorrt_doc == "unknown":
                 return "unknown"
@@ -747,7 +760,10 @@ class OpSupport:
         if backend in self.failed_load:
             return "fail"
         status = self.matrix.get(backend)
-        return status.status if status else "unknown"
+        verdict = status.status if status else "unknown"
+        if verdict == "fail" and backend in self.accepted_by:
+            return "partial"
+        return verdict
 
     def cell(self, backend: str) -> str:
         if backend == "tensorrt":
@@ -755,7 +771,9 @@ class OpSupport:
         status = self.matrix.get(backend, MatrixStatus("unknown"))
         text = status.text()
         if backend in self.failed_load:
-            text = f"FAIL to load; matrix {text}"
+            text = f"FAIL (load); {text}"
+        elif status.status == "fail" and backend in self.accepted_by:
+            text = f"accepted here; cases {text}"
         return text
 
 
@@ -801,7 +819,7 @@ class SupportReport:
             if "tensorrt" not in self.backends:
                 cells.append(op.tensorrt_doc)
             rows.append(cells)
-        widths = [min(max(len(h), *(len(r[i]) for r in rows)) if rows else len(h), 48)
+        widths = [min(max(len(h), *(len(r[i]) for r in rows)) if rows else len(h), 64)
                   for i, h in enumerate(headers)]
         line = lambda cells: "  ".join(c[:w].ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
         out = [f"operator support for {self.path}", line(headers), line(["-" * w for w in widths])]
@@ -879,13 +897,19 @@ def check_support(onnx_path: str | Path, backends: Sequence[str] = MEASURED_BACK
         matrix = load_support_matrix(matrix if matrix is not None else MATRIX_PATH)
     model = load_onnx(onnx_path, load_external_data=False)
     loads = {b: try_load(onnx_path, b) for b in backends}
+    operators = sorted(model_operators(model).items())
+    # An engine that names the ops it could not convert has converted all the others.
+    blamed = {b: {op for (_, op, _), _ in operators if load.loaded is False and _names_op(load.error, op)}
+              for b, load in loads.items()}
     ops = []
-    for (domain, op_type, opset), nodes in sorted(model_operators(model).items()):
+    for (domain, op_type, opset), nodes in operators:
         statuses = {b: matrix.status(domain, op_type, opset, b) for b in backends if b != "tensorrt"}
         op = OpSupport(domain, op_type, opset, nodes, statuses, tensorrt_documented(domain, op_type))
         for backend, load in loads.items():
-            if load.loaded is False and _names_op(load.error, op_type):
+            if op_type in blamed[backend]:
                 op.failed_load.add(backend)
+            elif load.loaded or blamed[backend]:
+                op.accepted_by.add(backend)
         ops.append(op)
     return SupportReport(str(onnx_path), list(backends), ops, loads, matrix.versions)
 

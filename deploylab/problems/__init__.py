@@ -1,15 +1,15 @@
 """The seed's five common deployment problems, each as a broken module and its fix.
 
-=====================================================  ==========================  ===========================
-problem (seed item 9)                                  broken                      fixed
-=====================================================  ==========================  ===========================
-(a) numpy / Python scalars in ``forward``              ``scalars.ScaleByNumpy``    ``scalars.ScaleByTensor``
-(b) in-place ops on ``tensor.shape`` values            ``inplace.PadSequenceInPlace``  ``inplace.PadSequence``
-(c) engines differ in ONNX support                     ``adapters.NormalizeHomography`` + ``BACKEND_ADAPTERS``
-(d) engines lag behind new operators                   ``custom_ops.SoftClipNet`` + symbolic / translation + PyOp
-(e) dynamic control flow                               ``control_flow.SignBranch``, ``HalveUntilSmall``
-                                                       -> ``torch.cond``/``torch.while_loop``, scripting, ``torch.where``
-=====================================================  ==========================  ===========================
+- (a) numpy / Python scalars in ``forward`` -> :mod:`.scalars`:
+  ``ScaleByNumpy`` (also ``ScaleByPythonFloat``, ``ScaleByMath``) -> ``ScaleByTensor``;
+- (b) in-place ops on ``tensor.shape`` values -> :mod:`.inplace`:
+  ``PadSequenceInPlace`` -> ``PadSequence``;
+- (c) engines differ in ONNX support -> :mod:`.adapters`: ``NormalizeHomography``
+  (ONNX ``Det``) plus ``BACKEND_ADAPTERS``, a rewrite active for OpenVINO/TensorRT only;
+- (d) engines lag behind new operators -> :mod:`.custom` over :mod:`deploylab.custom_ops`:
+  ``SoftClipNet`` with a torch.library op, symbolic / translation table, PyOp kernel;
+- (e) dynamic control flow -> :mod:`.control_flow`: ``SignBranch``, ``HalveUntilSmall``
+  -> ``torch.cond`` / ``torch.while_loop``, ``torch.jit.script``, ``torch.where`` / closed form.
 
 Each module has a ``demonstrate()`` that exports the broken and the fixed versions with
 both exporters, runs the files in ONNX Runtime (or OpenVINO) on inputs chosen to hit
