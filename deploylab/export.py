@@ -179,6 +179,14 @@ def export_onnx(
         _name_batch_dim(path)
     summary = summarize_onnx(path)
     report = ExportReport(exporter, opset, seconds, summary, dynamic_batch, messages, log.getvalue())
+    if dynamic_batch and summary.inputs and not isinstance(summary.inputs[0].shape[0], str):
+        note = (
+            f"asked for a dynamic batch, but {path.name}'s input {summary.inputs[0].name!r} has a fixed "
+            f"batch of {summary.inputs[0].shape[0]}: something in forward specialises on the batch size "
+            "(a Python number computed from x.shape, see notebook 07); keep that arithmetic in torch ops"
+        )
+        report.warnings.insert(0, note)
+        warnings.warn(note, ExportWarning, stacklevel=2)
     if opset is not None and summary.opset != int(opset):
         note = (
             f"asked for opset {opset}, but {path.name} has opset {summary.opset}: the {exporter} "

@@ -208,3 +208,22 @@ def test_failing_export_is_a_deploylab_error(tmp_path):
 
     with pytest.raises(DeployLabError, match="torchscript exporter failed: this layer cannot.*'dynamo'"):
         export_onnx(Broken(), (torch.rand(2, 3),), tmp_path / "x.onnx", exporter="torchscript")
+
+
+def test_dynamic_batch_request_that_forward_specialises_warns(tmp_path):
+    import warnings
+
+    import torch
+
+    from deploylab.export import ExportWarning, export_onnx
+
+    class DividesByBatch(torch.nn.Module):
+        def forward(self, x):
+            return x / float(x.shape[0])  # a Python number: the batch becomes a constant
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = export_onnx(DividesByBatch(), (torch.rand(2, 3),), tmp_path / "m.onnx", dynamic_batch=True)
+    messages = [str(w.message) for w in caught if w.category is ExportWarning]
+    assert report.summary.inputs[0].shape[0] == 2
+    assert any("fixed batch of 2" in m for m in messages), messages
