@@ -9,7 +9,6 @@ reach 97-99 % test accuracy across seeds.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,46 +107,18 @@ def train_lenet(
     initialisation). Returns the model in eval mode and a :class:`TrainingReport`.
     """
     from deploylab.data.digits import load_digits_split
+    from deploylab.models.training import fit_classifier
 
     train = load_digits_split("train")
     test = load_digits_split("test")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = LeNet()
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    loss_fn = nn.CrossEntropyLoss()
-    x_all = torch.from_numpy(train.images)
-    y_all = torch.from_numpy(train.labels)
-    losses: list[float] = []
-    epoch_iter = range(epochs)
-    if progress:
-        from tqdm.auto import tqdm
-
-        epoch_iter = tqdm(epoch_iter, desc="training LeNet", unit="epoch")
-    # One thread: LeNet's layers are too small to gain from two, and a second thread
-    # makes training several times slower when anything else wants the CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    try:
-        for _ in epoch_iter:
-            model.train()
-            order = torch.randperm(len(y_all), generator=generator)
-            total = 0.0
-            for i in range(0, len(order), batch_size):
-                idx = order[i : i + batch_size]
-                optimizer.zero_grad()
-                loss = loss_fn(model(random_affine(x_all[idx], generator)), y_all[idx])
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-            scheduler.step()
-            losses.append(total / len(order))
-    finally:
-        torch.set_num_threads(threads)
-    seconds = time.perf_counter() - start
-    model.eval()
+    losses, seconds = fit_classifier(
+        model, torch.from_numpy(train.images), torch.from_numpy(train.labels), epochs=epochs,
+        batch_size=batch_size, learning_rate=learning_rate, generator=generator, augment=random_affine,
+        progress_desc="training LeNet" if progress else None,
+    )
     report = TrainingReport(
         seed=seed,
         epochs=epochs,

@@ -158,36 +158,15 @@ def train_matmul_mlp(seed: int = 0, epochs: int = 15, batch_size: int = 64,
     """
     from deploylab.data.digits import load_digits_split
     from deploylab.models.lenet import accuracy
+    from deploylab.models.training import fit_classifier
 
     train, test = load_digits_split("train"), load_digits_split("test")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = MatMulMLP()
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
-    x_all, y_all = torch.from_numpy(train.images), torch.from_numpy(train.labels)
-    losses = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    start = time.perf_counter()
-    try:
-        for _ in range(epochs):
-            model.train()
-            order = torch.randperm(len(y_all), generator=generator)
-            total = 0.0
-            for i in range(0, len(order), batch_size):
-                idx = order[i : i + batch_size]
-                optimizer.zero_grad()
-                loss = nn.functional.cross_entropy(model(x_all[idx]), y_all[idx])
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-            scheduler.step()
-            losses.append(total / len(order))
-    finally:
-        torch.set_num_threads(threads)
-    seconds = time.perf_counter() - start
-    model.eval()
+    losses, seconds = fit_classifier(model, torch.from_numpy(train.images), torch.from_numpy(train.labels),
+                                     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                     generator=generator)
     report = MlpTrainingReport(seed, epochs, seconds, accuracy(model, train.images, train.labels),
                                accuracy(model, test.images, test.labels), losses)
     return model, report
