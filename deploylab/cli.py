@@ -26,7 +26,8 @@ def _cmd_export(args) -> int:
     from deploylab.export import export_bundle, verify_export
     from deploylab.models import resolve_model
 
-    bundle = resolve_model(args.model, checkpoint=args.checkpoint, input_shape=args.input_shape)
+    bundle = resolve_model(args.model, checkpoint=args.checkpoint, input_shape=args.input_shape,
+                           init=args.reference_init)
     print(f"model: {bundle.name} ({bundle.weights}), input {'x'.join(map(str, bundle.input_shape))}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -39,6 +40,8 @@ def _cmd_export(args) -> int:
         return EXIT_OK
     parity = verify_export(bundle, report.path, atol=args.atol, rtol=args.rtol)
     print(parity.format())
+    if parity.verdict == "DEGENERATE":
+        print(f"deploylab export: {_cannot_judge(parity.reason)}", file=sys.stderr)
     return EXIT_OK if parity.passed else EXIT_CHECK_FAILED
 
 
@@ -65,8 +68,9 @@ def _cmd_inspect(args) -> int:
     return EXIT_OK if check.valid else EXIT_CHECK_FAILED
 
 
-def _load_input(path: Path, runner) -> dict:
-    """An image (preprocessed like mmcls for the model's input size) or a .npy array."""
+def _load_input(path: Path, runner, model_path: Path | None = None) -> tuple[dict, str]:
+    """An image (preprocessed as the model file's metadata says, else like mmcls for the
+    model's input size) or a .npy array; returns the feed and a line saying which."""
     import numpy as np
 
     spec = runner.inputs[0]
@@ -79,26 +83,37 @@ def _load_input(path: Path, runner) -> dict:
             raise DeployLabError(f"{str(path)!r} is not a readable .npy array ({exc})") from exc
         if array.ndim == len(spec.shape) - 1:
             array = array[None]  # one sample without its batch dim
-        return {spec.name: array}
+        return {spec.name: array}, f"input: {path.name} as given (.npy, no preprocessing)"
     from deploylab.data.preprocess import ImagePreprocessing
+    from deploylab.onnx_tools import preprocessing_for_artifact
 
+    prep, source = preprocessing_for_artifact(model_path) if model_path is not None else (None, "")
     channels, height, width = spec.shape[1:] if len(spec.shape) == 4 else (None, None, None)
+    if prep is not None:
+        if isinstance(height, int) and (prep.crop_size != height or prep.crop_size != width):
+            raise DeployLabError(f"{source} makes {prep.crop_size}x{prep.crop_size} inputs, but the model "
+                                 f"input is {spec.describe()}; re-export the model")
+        return {spec.name: prep.batch([path])}, f"preprocessing: {source}"
     if channels != 3 or not isinstance(height, int) or height != width:
         raise DeployLabError(
             f"{str(path)!r} is an image, but the model input is {spec.describe()}: images are "
             "preprocessed only for square 3-channel inputs; pass the input as a .npy array instead"
         )
     prep = ImagePreprocessing(resize_short=round(height * 256 / 224), crop_size=height)
-    return {spec.name: prep.batch([path])}
+    return {spec.name: prep.batch([path])}, (
+        f"preprocessing: {source}; using the default {prep.name} (resize {prep.resize_short}, crop {height}, "
+        "ImageNet mean/std): re-export with deploylab export to record the model's own")
 
 
 def _cmd_run(args) -> int:
     import numpy as np
 
     from deploylab.backends.registry import backend_for_artifact, make_runner
+    from deploylab.onnx_tools import read_metadata
 
     runner = make_runner(args.backend or backend_for_artifact(args.model), args.model)
-    feed = _load_input(args.input, runner)
+    feed, how = _load_input(args.input, runner, args.model)
+    print(how)
     outputs = runner.infer(feed)
     name, scores = next(iter(outputs.items()))
     print(f"{runner.name} on {runner.providers[0] if hasattr(runner, 'providers') else runner.backend}: "
@@ -109,7 +124,8 @@ def _cmd_run(args) -> int:
     from deploylab.postprocess import is_probability, top_k
 
     classes = None
-    if scores.shape[1] == 1000:
+    labels = read_metadata(args.model).get("labels")
+    if labels == "imagenet-1k" or (labels is None and scores.shape[1] == 1000):
         from deploylab.data.images import load_imagenet_classes
 
         classes = load_imagenet_classes()
@@ -145,7 +161,13 @@ def _reference_runner(args):
     from deploylab.backends.torch_eager import TorchEagerRunner
     from deploylab.models import resolve_model
 
-    return TorchEagerRunner(resolve_model(ref, checkpoint=args.checkpoint))
+    return TorchEagerRunner(resolve_model(ref, checkpoint=args.checkpoint, init=args.reference_init))
+
+
+def _cannot_judge(reason: str) -> str:
+    """The line a user sees for a DEGENERATE verdict: why the check cannot judge, what to do."""
+    return (f"DEGENERATE, cannot judge: {reason} (--checkpoint FILE; for a seeded torchvision model "
+            "--reference-init realistic, the default, when exporting and comparing)")
 
 
 def _cmd_compare(args) -> int:
@@ -158,15 +180,19 @@ def _cmd_compare(args) -> int:
     except ValueError:
         raise DeployLabError(f"--batch {args.batch!r} must be comma-separated integers, e.g. 1,4") from None
     reference = _reference_runner(args)
-    failed = False
+    failed, degenerate = False, []
     for backend in backends:
         candidate = make_runner(backend, args.model)
         if args.layerwise:
             report = compare_layerwise(reference, candidate, atol=args.atol, rtol=args.rtol)
         else:
             report = compare_runners(reference, candidate, batch_sizes=batches, atol=args.atol, rtol=args.rtol)
+            if report.verdict == "DEGENERATE":
+                degenerate.append(report.reason)
         print(report.format())
         failed |= not report.passed
+    if degenerate:
+        print(f"deploylab compare: {_cannot_judge(degenerate[0])}", file=sys.stderr)
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
@@ -361,6 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-4, help="parity absolute tolerance")
     p.add_argument("--rtol", type=float, default=1e-3, help="parity relative tolerance")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime parity run")
+    p.add_argument("--reference-init", choices=("realistic", "seeded"), default="realistic",
+                   help="a torchvision model without --checkpoint: realistic (default; BatchNorm statistics from "
+                        "seeded batches, outputs not degenerate) or seeded (torchvision's init, near-zero outputs)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("inspect", help="summarise and check an ONNX file")
@@ -376,11 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("compare", help="compare backends on the same inputs; exit 1 outside tolerance")
+    p = sub.add_parser("compare", help="compare backends on the same inputs; exit 1 unless every verdict is PASS")
     p.add_argument("model", type=Path, help="ONNX file, OpenVINO .xml or TensorRT .plan")
     p.add_argument("--reference", default=None, metavar="MODEL_SPEC_OR_ONNX",
                    help="PyTorch model spec or .onnx file (default: ONNX Runtime without graph optimizations)")
     p.add_argument("--checkpoint", type=Path, default=None, help="weights for the --reference model")
+    p.add_argument("--reference-init", choices=("realistic", "seeded"), default="realistic",
+                   help="--reference torchvision:<name> without --checkpoint: realistic (default; as "
+                        "`deploylab export` makes it) or seeded (torchvision's init, near-zero outputs)")
     p.add_argument("--backends", default=None, help="comma-separated backends to check (default: from the file type)")
     p.add_argument("--atol", type=float, default=1e-4)
     p.add_argument("--rtol", type=float, default=1e-3)

@@ -1,8 +1,31 @@
 """Numbers that say how close two model outputs are, and a verdict against tolerances.
 
-The tolerance test is numpy's ``allclose`` rule, element by element:
-``|candidate - reference| <= atol + rtol * |reference|``. Top-1 agreement is reported
-for outputs shaped (batch, classes); for a classifier it is what a user notices first.
+The verdict is PASS, FAIL or DEGENERATE. With ``s`` the reference's scale (its max abs
+value) and ``atol``, ``rtol`` the tolerances, PASS needs all of:
+
+1. every value finite, and the reference not degenerate (below);
+2. every element within ``a + rtol * |reference|``, where the absolute part
+   ``a = min(atol, max(rtol, 1%) * s)``: numpy's ``allclose`` rule, except that ``atol`` may
+   not exceed 1% (or ``rtol``, if larger) of the output's own size. A floor for errors near
+   zero must stay small next to the output, or a reference of 1e-9 passes any candidate
+   below 1e-4, including one that is 100% off;
+3. cosine similarity at least 0.995 (an error orthogonal to the reference of at most ~10% of
+   its norm), whatever the tolerances;
+4. for (batch, classes) outputs, the same top-1 class in every row, except where the
+   reference itself has a tie: its two classes closer than the tolerance and than 1% of ``s``.
+
+Checks 3 and 4 are backstops: with tight tolerances check 2 all but implies them, but no
+loose ``atol`` or ``rtol`` can make a PASS of outputs whose cosine or top-1 class differ.
+
+A reference is DEGENERATE when the check cannot judge a candidate against it: its max abs
+is below 1e-6 (near-zero outputs, as torchvision's plain seeded init gives for
+mobilenet_v3_small or vit_b_16), every row is constant (the output does not depend on the
+class), or, when there is more than one row and the rows' inputs differ, every row is the same
+(the output does not depend on the input). "Constant" and "the same" mean within the
+tolerance and within 0.1% of ``s``, so that a loose tolerance never blames the reference. A
+degenerate comparison is not a pass: ``passed`` is False and ``degenerate`` True. Rows that
+merely predict the same class are not degenerate: a trained LeNet calls every seeded noise
+image a 0, but its scores still depend on the input.
 """
 
 from __future__ import annotations
@@ -13,10 +36,26 @@ import numpy as np
 
 from deploylab.errors import DeployLabError
 
+#: ``atol`` counts only up to this fraction of the reference's max abs (or ``rtol``, if larger).
+SCALE_ATOL_FRACTION = 1e-2
+#: PASS needs at least this cosine similarity, whatever the tolerances.
+COSINE_MIN = 0.995
+#: A row's top-1 class may differ only where the reference's two classes are this close (x scale).
+TIE_FRACTION = 1e-2
+#: A reference whose max abs is below this is near zero: degenerate.
+NEAR_ZERO_SCALE = 1e-6
+#: Values closer than this (x scale, and within the tolerance) count as the same for "constant".
+CONSTANT_FRACTION = 1e-3
+
 
 @dataclass
 class ArrayComparison:
-    """How ``candidate`` differs from ``reference`` for one output tensor."""
+    """How ``candidate`` differs from ``reference`` for one output tensor.
+
+    ``reference_scale`` is the reference's max abs value and ``effective_atol`` the absolute
+    tolerance actually applied (``atol`` capped by the scale, see the module docstring).
+    ``reason`` says what failed, or why a degenerate reference cannot judge.
+    """
 
     name: str
     shape: tuple
@@ -30,20 +69,65 @@ class ArrayComparison:
     passed: bool
     topk: int = 5
     topk_agreement: float | None = None
+    reference_scale: float = 0.0
+    effective_atol: float = 0.0
+    degenerate: bool = False
+    reason: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """``"PASS"``, ``"FAIL"`` or ``"DEGENERATE"`` (the reference cannot judge)."""
+        return "DEGENERATE" if self.degenerate else ("PASS" if self.passed else "FAIL")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "verdict": self.verdict}
 
     def format(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
         top1 = "" if self.top1_agreement is None else f", top-1 agreement {self.top1_agreement:.1%}"
         if self.topk_agreement is not None:
             top1 += f", top-{self.topk} overlap {self.topk_agreement:.1%}"
-        return (
-            f"{verdict} {self.name} {'x'.join(map(str, self.shape))}: max abs {self.max_abs_error:.3g}, "
-            f"max rel {self.max_rel_error:.3g}, mean abs {self.mean_abs_error:.3g}, "
-            f"cosine {self.cosine_similarity:.6f}{top1} (atol {self.atol:g}, rtol {self.rtol:g})"
+        scale = self.reference_scale
+        of_scale = f" ({self.max_abs_error / scale:.2g} of it)" if scale > 0 else ""
+        atol = f"atol {self.atol:g}"
+        if self.effective_atol < self.atol:
+            atol = f"atol {self.effective_atol:.3g} (the given {self.atol:g}, capped by the scale)"
+        text = (
+            f"{self.verdict} {self.name} {'x'.join(map(str, self.shape))}: reference max abs {scale:.3g}, "
+            f"max abs error {self.max_abs_error:.3g}{of_scale}, max rel {self.max_rel_error:.3g}, "
+            f"mean abs {self.mean_abs_error:.3g}, cosine {self.cosine_similarity:.6f}{top1} "
+            f"({atol}, rtol {self.rtol:g})"
         )
+        if self.reason:
+            text += f"; {'cannot judge' if self.degenerate else 'failed'}: {self.reason}"
+        return text
+
+
+def _degenerate_reason(ref: np.ndarray, allowed_abs: float, rtol: float, distinct_inputs: bool) -> str:
+    """Why ``ref`` cannot judge a candidate, or "" when it can (see the module docstring)."""
+    scale = float(np.abs(ref).max())
+    rows = ref.reshape(1, -1) if ref.ndim < 2 else ref.reshape(ref.shape[0], -1)
+
+    def within_tolerance(values, target):  # and within CONSTANT_FRACTION of the scale: loose tolerances
+        limit = np.minimum(allowed_abs + rtol * np.abs(target), CONSTANT_FRACTION * scale)  # blame no reference
+        return bool(np.all(np.abs(values - target) <= limit))
+
+    if scale < NEAR_ZERO_SCALE:
+        why = (f"reference output max abs {scale:.2g} is near zero (below {NEAR_ZERO_SCALE:g}; seeded "
+               "weights whose activations vanish give such outputs)")
+    elif rows.shape[1] > 1 and within_tolerance(rows, rows.mean(axis=1, keepdims=True)):
+        why = (f"every reference row is constant (reference max abs {scale:.3g}): "
+               "the output does not depend on the class")
+    elif rows.shape[0] > 1 and distinct_inputs and within_tolerance(rows, rows[:1]):
+        why = (f"all {rows.shape[0]} reference rows are the same although their "
+               "inputs differ: the output does not depend on the input")
+    else:
+        return ""
+    if ref.ndim == 2 and ref.shape[0] > 1 and ref.shape[1] > 1:
+        classes = np.unique(ref.argmax(axis=1))
+        if len(classes) == 1:
+            why += f"; all {ref.shape[0]} rows predict class {classes[0]}"
+    return why + ("; the check cannot tell a right candidate from a wrong one: use real weights, "
+                  "or an initialisation whose outputs vary with the input and the class")
 
 
 def compare_arrays(
@@ -53,12 +137,18 @@ def compare_arrays(
     rtol: float = 1e-3,
     name: str = "output",
     topk: int = 5,
+    *,
+    distinct_inputs: bool = True,
+    check_degenerate: bool = True,
 ) -> ArrayComparison:
     """Compare two arrays of the same shape; raises if the shapes differ.
 
-    For (batch, classes) outputs also reports top-1 agreement (fraction of rows with the
-    same argmax) and top-k overlap (mean fraction of the reference's k best classes that
-    are among the candidate's k best).
+    The verdict follows the rule in the module docstring. For (batch, classes) outputs also
+    reports top-1 agreement (fraction of rows with the same argmax) and top-k overlap (mean
+    fraction of the reference's k best classes that are among the candidate's k best).
+    ``distinct_inputs`` says whether the rows (dim 0) come from different inputs: only then
+    are identical reference rows degenerate. ``check_degenerate=False`` judges the values
+    only (layer-wise comparisons: an intermediate tensor may well be zero or constant).
     """
     ref = np.asarray(reference, dtype=np.float64)
     cand = np.asarray(candidate, dtype=np.float64)
@@ -74,14 +164,33 @@ def compare_arrays(
     cosine = float(np.dot(ref.ravel(), cand.ravel()) / denom) if denom > 0 else float(
         np.array_equal(ref, cand)
     )
+    scale = float(np.abs(ref).max()) if ref.size and finite else 0.0
+    allowed_abs = min(atol, max(rtol, SCALE_ATOL_FRACTION) * scale)
+    allowed = allowed_abs + rtol * np.abs(ref)
+    failures = []
+    if not finite:
+        failures.append("non-finite values")
+    elif not np.all(diff <= allowed):
+        failures.append(f"{int((diff > allowed).sum())} of {diff.size} values outside atol + rtol * |reference|")
+    if finite and cosine < COSINE_MIN:
+        failures.append(f"cosine {cosine:.4f} < {COSINE_MIN}")
     top1 = topk_overlap = None
     if ref.ndim == 2 and ref.shape[1] > 1:
-        top1 = float((ref.argmax(axis=1) == cand.argmax(axis=1)).mean())
+        ref_best, cand_best = ref.argmax(axis=1), cand.argmax(axis=1)
+        top1 = float((ref_best == cand_best).mean())
+        rows = np.arange(len(ref))
+        margin = ref[rows, ref_best] - ref[rows, cand_best]
+        tie = np.minimum(allowed[rows, ref_best] + allowed[rows, cand_best], TIE_FRACTION * scale)
+        changed = int(((ref_best != cand_best) & (margin > tie)).sum())
+        if finite and changed:
+            failures.append(f"top-1 class differs in {changed} of {len(ref)} rows (no tie in the reference)")
         if ref.shape[1] > topk:
             best_ref = np.argsort(-ref, axis=1)[:, :topk]
             best_cand = np.argsort(-cand, axis=1)[:, :topk]
             topk_overlap = float(np.mean([len(set(a) & set(b)) / topk for a, b in zip(best_ref, best_cand)]))
-    passed = finite and bool(np.all(diff <= atol + rtol * np.abs(ref)))
+    why_degenerate = ""
+    if check_degenerate and finite and ref.size:
+        why_degenerate = _degenerate_reason(ref, allowed_abs, rtol, distinct_inputs)
     return ArrayComparison(
         name=name,
         shape=tuple(ref.shape),
@@ -92,10 +201,21 @@ def compare_arrays(
         top1_agreement=top1,
         atol=atol,
         rtol=rtol,
-        passed=passed,
+        passed=not failures and not why_degenerate,
         topk=topk,
         topk_agreement=topk_overlap,
+        reference_scale=scale,
+        effective_atol=allowed_abs,
+        degenerate=bool(why_degenerate),
+        reason=why_degenerate or "; ".join(failures),
     )
+
+
+def overall_verdict(comparisons: list[ArrayComparison]) -> tuple[str, str]:
+    """``(verdict, reason)`` of several comparisons: FAIL if any failed, else DEGENERATE if any
+    could not be judged, else PASS; the reason is that of the first comparison behind it."""
+    verdict = next((v for v in ("FAIL", "DEGENERATE") if any(c.verdict == v for c in comparisons)), "PASS")
+    return verdict, next((c.reason for c in comparisons if c.verdict == verdict and c.reason), "")
 
 
 # ---------------------------------------------------------------- runners
@@ -111,18 +231,42 @@ class RunnerComparison:
     def passed(self) -> bool:
         return all(c.passed for c in self.comparisons)
 
+    @property
+    def degenerate(self) -> bool:
+        """True when some comparison could not be judged (its reference is degenerate)."""
+        return any(c.degenerate for c in self.comparisons)
+
+    @property
+    def verdict(self) -> str:
+        """FAIL if any comparison failed, else DEGENERATE if any could not be judged, else PASS."""
+        return overall_verdict(self.comparisons)[0]
+
+    @property
+    def reason(self) -> str:
+        """What failed, or why the reference cannot judge, in the comparison behind the verdict."""
+        return overall_verdict(self.comparisons)[1]
+
     def worst(self) -> ArrayComparison:
-        return max(self.comparisons, key=lambda c: (not c.passed, c.max_abs_error))
+        return max(self.comparisons, key=lambda c: (c.verdict == "FAIL", not c.passed, c.max_abs_error))
 
     def format(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        lines = [f"{self.candidate} vs {self.reference}: {verdict}"]
+        lines = [f"{self.candidate} vs {self.reference}: {self.verdict}"]
         lines += [f"  {c.format()}" for c in self.comparisons]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"reference": self.reference, "candidate": self.candidate, "passed": self.passed,
+                "verdict": self.verdict, "degenerate": self.degenerate,
                 "comparisons": [c.to_dict() for c in self.comparisons]}
+
+
+def _rows_from_distinct_inputs(feed: dict[str, np.ndarray], output: np.ndarray) -> bool:
+    """Whether the output's rows (dim 0) come from samples of ``feed`` that differ from each other."""
+    if np.ndim(output) < 1 or np.shape(output)[0] < 2:
+        return False
+    rows = np.shape(output)[0]
+    samples = [np.asarray(v) for v in feed.values() if np.ndim(v) >= 1 and np.shape(v)[0] == rows]
+    return any(not (a == a[:1]).all() for a in samples)
 
 
 def compare_runners(
@@ -141,7 +285,8 @@ def compare_runners(
     Without ``feeds``, one seeded feed per batch size is made from the reference's input
     description (symbolic dims other than the batch take 1). Outputs are matched by name,
     or by position when the names differ (a PyTorch reference names its output after the
-    bundle; an engine after the graph).
+    bundle; an engine after the graph). The verdict, including DEGENERATE for a reference
+    that cannot judge, is :func:`compare_arrays`'s.
     """
     from deploylab.backends.base import seeded_feed
 
@@ -158,8 +303,9 @@ def compare_runners(
         if not pairs:
             pairs = list(zip(ref_out, cand_out))
         for ref_name, cand_name in pairs:
+            distinct = _rows_from_distinct_inputs(feed, ref_out[ref_name])
             comparisons.append(compare_arrays(ref_out[ref_name], cand_out[cand_name], atol, rtol,
-                                              name=cand_name, topk=topk))
+                                              name=cand_name, topk=topk, distinct_inputs=distinct))
     return RunnerComparison(reference.name, candidate.name, comparisons)
 
 
@@ -239,6 +385,7 @@ def compare_layerwise(
     Both models get every intermediate tensor marked as an output and run with their
     own settings (``runner.with_model``); tensors present in both are compared in the
     reference graph's order. The first one out of tolerance is where the two diverge.
+    Tensors are judged on their values only: an intermediate tensor may be zero or constant.
     """
     import tempfile
     from pathlib import Path
@@ -270,7 +417,8 @@ def compare_layerwise(
             continue
         seen.add(name)
         if name in ref_out and name in cand_out:
-            tensors.append((name, node, compare_arrays(ref_out[name], cand_out[name], atol, rtol, name=name)))
+            tensors.append((name, node, compare_arrays(ref_out[name], cand_out[name], atol, rtol, name=name,
+                                                       check_degenerate=False)))
         else:
             skipped.append(name)
     if not tensors:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploylab.compare import ArrayComparison, compare_arrays
+from deploylab.compare import ArrayComparison, compare_arrays, overall_verdict
 from deploylab.errors import DeployLabError
 from deploylab.onnx_tools import OnnxSummary, summarize_onnx
 
@@ -123,6 +123,7 @@ def export_onnx(
     output_names: list[str] | None = None,
     dynamic_batch: bool = False,
     verbose: bool = False,
+    metadata: dict[str, str] | None = None,
 ) -> ExportReport:
     """Export ``model`` called as ``model(*example_args)`` to ``path`` and report the result.
 
@@ -131,6 +132,7 @@ def export_onnx(
     symbolic, named ``batch``. The file is self-contained unless the weights approach
     the 2 GiB protobuf limit. With ``verbose=False`` the exporter's own messages are kept
     in ``report.log``; an opset other than the requested one raises an ExportWarning.
+    ``metadata`` (str -> str) is written into the file's ``metadata_props``.
     """
     if exporter not in EXPORTERS:
         raise DeployLabError(f"unknown exporter {exporter!r}; use one of {', '.join(EXPORTERS)}")
@@ -175,8 +177,7 @@ def export_onnx(
     if verbose:
         for w in caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if dynamic_batch:
-        _name_batch_dim(path)
+    _finish_file(path, dynamic_batch, metadata or {})
     summary = summarize_onnx(path)
     report = ExportReport(exporter, opset, seconds, summary, dynamic_batch, messages, log.getvalue())
     if dynamic_batch and summary.inputs and not isinstance(summary.inputs[0].shape[0], str):
@@ -199,24 +200,36 @@ def export_onnx(
     return report
 
 
-def _name_batch_dim(path: Path) -> None:
-    """Call the symbolic batch dim ``batch`` everywhere in the file.
+def _finish_file(path: Path, dynamic_batch: bool, metadata: dict[str, str]) -> None:
+    """Name the batch dim and write ``metadata``, in one rewrite of the file (none if nothing changes)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    changed = _name_batch_dim(model) if dynamic_batch else False
+    if metadata:
+        from deploylab.onnx_tools import set_metadata
+
+        set_metadata(model, metadata)
+        changed = True
+    if changed:
+        onnx.save(model, str(path))
+
+
+def _name_batch_dim(model) -> bool:
+    """Call the symbolic batch dim ``batch`` everywhere in ``model``; True if anything changed.
 
     The dynamo exporter names it after ``Dim`` only when every positional argument is a
     tensor; with the seed's ``(x, False)`` it keeps an internal name such as ``s45``.
     """
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
     first = model.graph.input[0].type.tensor_type.shape.dim
     old = first[0].dim_param if len(first) else ""
     if not old or old == BATCH_DIM_NAME:
-        return
+        return False
     for info in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
         for dim in info.type.tensor_type.shape.dim:
             if dim.dim_param == old:
                 dim.dim_param = BATCH_DIM_NAME
-    onnx.save(model, str(path))
+    return True
 
 
 def _dedupe(messages) -> list[str]:
@@ -236,10 +249,27 @@ def _export_error(exc: Exception, exporter: str, log: str) -> DeployLabError:
     )
 
 
+def bundle_metadata(bundle) -> dict[str, str]:
+    """What a file exported from ``bundle`` should carry: model, weights, output kind, labels,
+    preprocessing (JSON), under ``deploylab.*`` keys of the ONNX ``metadata_props``."""
+    import json
+
+    from deploylab.onnx_tools import METADATA_PREFIX
+
+    data = {"model": bundle.name, "weights": bundle.weights, "output_kind": bundle.output_kind}
+    if getattr(bundle, "labels", None):
+        data["labels"] = bundle.labels
+    if getattr(bundle, "preprocessing", None) is not None:
+        data["preprocessing"] = json.dumps(bundle.preprocessing.to_dict())
+    return {METADATA_PREFIX + key: value for key, value in data.items()}
+
+
 def export_bundle(bundle, path: str | Path, **kwargs) -> ExportReport:
-    """:func:`export_onnx` for a :class:`deploylab.models.ModelBundle` (its args and names)."""
+    """:func:`export_onnx` for a :class:`deploylab.models.ModelBundle` (its args, names and
+    metadata: see :func:`bundle_metadata`)."""
     kwargs.setdefault("input_names", bundle.input_names)
     kwargs.setdefault("output_names", bundle.output_names)
+    kwargs.setdefault("metadata", bundle_metadata(bundle))
     return export_onnx(bundle.model, bundle.example_args, path, **kwargs)
 
 
@@ -257,12 +287,26 @@ class ParityReport:
         return all(c.passed for c in self.comparisons)
 
     @property
+    def degenerate(self) -> bool:
+        """True when some batch could not be judged: the PyTorch output is degenerate."""
+        return any(c.degenerate for c in self.comparisons)
+
+    @property
+    def verdict(self) -> str:
+        """FAIL if any batch failed, else DEGENERATE if any could not be judged, else PASS."""
+        return overall_verdict(self.comparisons)[0]
+
+    @property
+    def reason(self) -> str:
+        """What failed, or why the reference cannot judge, in the batch behind the verdict."""
+        return overall_verdict(self.comparisons)[1]
+
+    @property
     def max_abs_error(self) -> float:
         return max(c.max_abs_error for c in self.comparisons)
 
     def format(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        lines = [f"parity ONNX Runtime vs PyTorch: {verdict}"]
+        lines = [f"parity ONNX Runtime vs PyTorch: {self.verdict}"]
         lines += [f"  batch {b}: {c.format()}" for b, c in zip(self.batch_sizes, self.comparisons)]
         return "\n".join(lines)
 
@@ -279,7 +323,9 @@ def verify_export(
 
     Inputs are uniform in [0, 1) with the bundle's example shape; ``batch_sizes``
     defaults to the example batch, plus batch 3 when the ONNX input has a symbolic batch
-    dim (so a dynamic export is proven at a size it was not traced at).
+    dim (so a dynamic export is proven at a size it was not traced at). Each batch gets
+    :func:`deploylab.compare.compare_arrays`'s verdict: PASS, FAIL or DEGENERATE (the PyTorch
+    output cannot judge, e.g. near zero from seeded weights).
     """
     from deploylab.backends.onnxruntime import create_session
 

@@ -215,3 +215,62 @@ def check_onnx(path: str | Path) -> CheckResult:
     shapes = {v.name: _tensor_info(v).shape for v in infos}
     shapes.update({t.name: t.shape for t in graph_inputs(model) + graph_outputs(inferred)})
     return CheckResult(error is None, error, len(infos), len(intermediate), shapes)
+
+
+# ---------------------------------------------------------------- deploylab metadata
+METADATA_PREFIX = "deploylab."
+
+
+def set_metadata(model, values: dict[str, str]) -> None:
+    """Write ``values`` into ``model.metadata_props`` (in memory), replacing keys already there."""
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        if key in existing:
+            existing[key].value = str(value)
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, str(value)
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The ``deploylab.*`` metadata of an artifact, without the prefix ({} when there is none).
+
+    An ONNX file carries it in ``metadata_props``; an OpenVINO IR built by deploylab in its
+    build record (copied from the ONNX file it was built from).
+    """
+    import json
+
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        model = load_onnx(path, load_external_data=False)
+        return {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props
+                if p.key.startswith(METADATA_PREFIX)}
+    from deploylab.backends.openvino import SIDECAR_SUFFIX
+
+    sidecar = path.with_suffix(SIDECAR_SUFFIX)
+    if path.suffix.lower() == ".xml" and sidecar.is_file():
+        try:
+            record = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            return {}
+        metadata = record.get("metadata") if isinstance(record, dict) else None
+        return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+    return {}
+
+
+def preprocessing_for_artifact(path: str | Path):
+    """(ImagePreprocessing or None, what it is and where it came from) for a model file."""
+    import json
+
+    from deploylab.data.preprocess import ImagePreprocessing
+
+    metadata = read_metadata(path)
+    text = metadata.get("preprocessing")
+    if text is None:
+        return None, f"{Path(path).name} carries no deploylab preprocessing metadata"
+    try:
+        prep = ImagePreprocessing.from_dict(json.loads(text))
+    except (json.JSONDecodeError, DeployLabError) as exc:
+        raise DeployLabError(f"{str(path)!r} has malformed preprocessing metadata ({exc}); re-export it "
+                             "with deploylab export, or remove the deploylab.preprocessing entry") from exc
+    return prep, f"{prep.name} (from {Path(path).name}'s metadata)"

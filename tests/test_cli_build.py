@@ -198,7 +198,8 @@ def test_run_ir_backend_from_suffix(cli, out_xml, onnx_path, tmp_path):
     np.save(tmp_path / "x.npy", batch)
     r = cli("run", out_xml, "--input", tmp_path / "x.npy")
     assert r.code == 0, r
-    assert r.out.startswith("openvino:out.xml on openvino: output 2x10")
+    assert r.out.splitlines()[0] == "input: x.npy as given (.npy, no preprocessing)"
+    assert r.out.splitlines()[1].startswith("openvino:out.xml on openvino: output 2x10")
     # the printed top-1 of each sample is ONNX Runtime's argmax on the same input
     expected = OnnxRuntimeRunner(onnx_path).infer({"input": batch})["output"].argmax(axis=1)
     firsts = [int(ln.split()[1]) for ln in r.out.splitlines() if ln.strip().startswith("1. ")]

@@ -61,6 +61,42 @@ def perturbed_lenet(lenet_onnx, tmp_path_factory):
     return path
 
 
+def _zeroed_copy(src, dst, names):
+    """Copy an ONNX file with the named initializers set to zero."""
+    model = onnx.load(str(src))
+    for init in model.graph.initializer:
+        if init.name in names:
+            init.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(init)), init.name))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def _classifier(path) -> tuple[str, str]:
+    """(weight, bias) initializer names of the last Gemm node."""
+    return tuple([n for n in onnx.load(str(path)).graph.node if n.op_type == "Gemm"][-1].input[1:3])
+
+
+@pytest.fixture(scope="module")
+def mobilenet_zeroed(tmp_path_factory):
+    """mobilenet_v3_small (default init) exported with a dynamic batch, its classifier zeroed: outputs 0."""
+    from deploylab.export import export_bundle
+    from deploylab.models import resolve_model
+
+    folder = tmp_path_factory.mktemp("mobilenet_zeroed")
+    path = export_bundle(resolve_model("torchvision:mobilenet_v3_small"), folder / "m.onnx",
+                         exporter="torchscript", opset=17, dynamic_batch=True).path
+    return _zeroed_copy(path, folder / "zeroed.onnx", _classifier(path))
+
+
+@pytest.fixture(scope="module")
+def constant_lenet(lenet_onnx, tmp_path_factory):
+    """LeNet whose last Gemm weight is zero: every input gets the same scores (the bias)."""
+    return _zeroed_copy(lenet_onnx, tmp_path_factory.mktemp("constant") / "constant.onnx", _classifier(lenet_onnx)[:1])
+
+
+SCALE = re.compile(r"reference max abs ([-+.\de]+)")
+
+
 # ---------------------------------------------------------------- run
 def test_run_resnet18_on_the_cat_prints_ranked_imagenet_classes(cli, resnet18_onnx):
     from deploylab.data.images import load_imagenet_classes
@@ -68,7 +104,8 @@ def test_run_resnet18_on_the_cat_prints_ranked_imagenet_classes(cli, resnet18_on
 
     r = cli("run", resnet18_onnx, "--input", CAT, "--topk", "3")
     assert r.code == 0, r.err
-    header = r.out.splitlines()[0]
+    assert r.out.splitlines()[0] == "preprocessing: mmcls ImageNet test pipeline (from resnet18.onnx's metadata)"
+    header = r.out.splitlines()[1]
     assert "CPUExecutionProvider" in header and "output 1x1000" in header
     rows = _ranked(r.out)
     assert [row[0] for row in rows] == [1, 2, 3]
@@ -90,7 +127,8 @@ def test_run_lenet_on_an_npy_sample_without_batch_dim(cli, lenet_onnx, tmp_path)
     np.save(tmp_path / "x.npy", x)
     r = cli("run", lenet_onnx, "--input", tmp_path / "x.npy")
     assert r.code == 0, r.err
-    assert "output 1x10" in r.out.splitlines()[0]
+    assert r.out.splitlines()[0] == "input: x.npy as given (.npy, no preprocessing)"
+    assert "output 1x10" in r.out.splitlines()[1]
     rows = _ranked(r.out)
     assert len(rows) == 5  # default --topk
     logits = OnnxRuntimeRunner(lenet_onnx).infer({"input": x[None]})["output"][0]
@@ -195,3 +233,57 @@ def test_compare_unknown_backend_in_a_real_process(lenet_onnx, tmp_path):
     assert "Traceback" not in proc.stderr
     assert lines[0].startswith("deploylab compare: error: unknown backend(s) 'nope'")
     assert proc.stdout == ""
+
+
+# ---------------------------------------------------------------- compare: verdicts PASS, FAIL, DEGENERATE
+def test_compare_readme_example_passes_at_a_real_scale(cli, tmp_path):
+    out = tmp_path / "m.onnx"
+    r = cli("export", "torchvision:mobilenet_v3_small", "-o", out, "--dynamic-batch")
+    assert r.code == 0, r.out + r.err
+    assert "BatchNorm statistics from 4 seeded batches" in r.out.splitlines()[0]
+    r = cli("compare", out, "--reference", "torchvision:mobilenet_v3_small", "--batch", "1,4")
+    assert r.code == 0, r.out + r.err
+    assert r.out.splitlines()[0].endswith(": PASS") and r.out.count("PASS output") == 2
+    scales = [float(v) for v in SCALE.findall(r.out)]
+    assert len(scales) == 2 and min(scales) > 1e-3, r.out  # far from degenerate
+    # the same file against torchvision's plain init: that reference cannot judge it
+    r = cli("compare", out, "--reference", "torchvision:mobilenet_v3_small", "--batch", "1,4",
+            "--reference-init", "seeded")
+    assert r.code == 1 and r.out.splitlines()[0].endswith(": DEGENERATE"), r.out + r.err
+    assert max(float(v) for v in SCALE.findall(r.out)) < 1e-6
+
+
+def test_compare_zeroed_classifier_exits_1_and_says_why(cli, mobilenet_zeroed):
+    spec = "torchvision:mobilenet_v3_small"
+    r = cli("compare", mobilenet_zeroed, "--reference", spec, "--batch", "1,4", "--reference-init", "seeded")
+    assert r.code == 1, r.out + r.err
+    assert r.out.splitlines()[0].endswith(": DEGENERATE") and "PASS" not in r.out
+    assert "cosine 0.000000, top-1 agreement" in r.out
+    line = r.err.strip().splitlines()[-1]
+    assert line.startswith("deploylab compare: DEGENERATE, cannot judge: reference output max abs")
+    assert "near zero" in line and "--reference-init realistic" in line and "Traceback" not in r.err
+    r = cli("compare", mobilenet_zeroed, "--reference", spec, "--batch", "1,4")  # a reference that can judge
+    assert r.code == 1 and r.out.splitlines()[0].endswith(": FAIL"), r.out + r.err
+    assert "cosine 0.0000 < 0.995" in r.out and r.err == ""
+    r = cli("compare", mobilenet_zeroed)  # against itself: its own output is 0
+    assert r.code == 1 and "DEGENERATE" in r.out.splitlines()[0] and "max abs 0 is near zero" in r.err
+
+
+def test_compare_constant_classifier_is_degenerate_beyond_one_row(cli, constant_lenet):
+    r = cli("compare", constant_lenet, "--batch", "1,3")
+    assert r.code == 1, r.out + r.err
+    assert r.out.splitlines()[0].endswith(": DEGENERATE")
+    assert "PASS output 1x10" in r.out and "DEGENERATE output 3x10" in r.out
+    assert "all 3 reference rows are the same" in r.err and "all 3 rows predict class" in r.err
+    r = cli("compare", constant_lenet, "--batch", "1")  # one row cannot show one answer for every input
+    assert r.code == 0, r.out + r.err
+
+
+def test_export_with_torchvision_init_cannot_judge_its_parity(cli, tmp_path):
+    args = ("export", "torchvision:mobilenet_v3_small", "-o", tmp_path / "m.onnx", "--exporter", "torchscript")
+    r = cli(*args, "--reference-init", "seeded")
+    assert r.code == 1, r.out + r.err
+    assert "parity ONNX Runtime vs PyTorch: DEGENERATE" in r.out and "batch 1: DEGENERATE" in r.out
+    assert r.err.strip().splitlines()[-1].startswith("deploylab export: DEGENERATE, cannot judge: ")
+    r = cli(*args)
+    assert r.code == 0 and "parity ONNX Runtime vs PyTorch: PASS" in r.out, r.out + r.err

@@ -15,6 +15,7 @@ from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 from deploylab.backends.torch_eager import TorchEagerRunner
 from deploylab.bench import summarize_timings, time_call, time_interleaved
 from deploylab.compare import (
+    COSINE_MIN,
     compare_arrays,
     compare_layerwise,
     compare_runners,
@@ -37,6 +38,24 @@ def scaled_copy(src, dst, initializer: str, factor: float = 1.05):
         raise AssertionError(f"no initializer {initializer!r} in {src}")
     onnx.save(model, str(dst))
     return dst
+
+
+def perturbed_copy(src, dst, relative: float = 0.1, seed: int = 0):
+    """Copy an ONNX file with every float initializer multiplied by ``1 + relative * N(0, 1)`` (seeded)."""
+    rng = np.random.default_rng(seed)
+    model = onnx.load(str(src))
+    for i, init in enumerate(model.graph.initializer):
+        array = numpy_helper.to_array(init)
+        if array.dtype.kind == "f":
+            noisy = array * (1 + relative * rng.standard_normal(array.shape)).astype(array.dtype)
+            model.graph.initializer[i].CopyFrom(numpy_helper.from_array(noisy, init.name))
+    onnx.save(model, str(dst))
+    return dst
+
+
+def last_gemm(path):
+    """(weight, bias) initializer names of the last Gemm node: the classifier."""
+    return tuple([n for n in onnx.load(str(path)).graph.node if n.op_type == "Gemm"][-1].input[1:3])
 
 
 def second_conv(path):
@@ -62,6 +81,20 @@ def lenet_last_layer_scaled(lenet_onnx, tmp_path_factory):
 def lenet_conv2_scaled(lenet_onnx, tmp_path_factory):
     weight, _ = second_conv(lenet_onnx)
     return scaled_copy(lenet_onnx, tmp_path_factory.mktemp("conv2") / "conv2.onnx", weight)
+
+
+@pytest.fixture(scope="module")
+def mobilenet(tmp_path_factory):
+    """{init: (bundle, ONNX file)}: mobilenet_v3_small under both inits, torchscript, dynamic batch (read-only)."""
+    from deploylab.export import export_bundle
+    from deploylab.models import resolve_model
+
+    made = {}
+    for init in ("seeded", "realistic"):
+        bundle = resolve_model("torchvision:mobilenet_v3_small", init=init)
+        path = tmp_path_factory.mktemp(f"mobilenet_{init}") / "m.onnx"
+        made[init] = bundle, export_bundle(bundle, path, exporter="torchscript", opset=17, dynamic_batch=True).path
+    return made
 
 
 # ---------------------------------------------------------------- compare_runners
@@ -208,6 +241,143 @@ def test_compare_arrays_tolerance_rule_and_metrics():
     assert compare_arrays(np.zeros(3), np.zeros(3)).cosine_similarity == 1.0
     with pytest.raises(DeployLabError, match=r"output 'logits' has shape \(1, 4\) but the reference has \(1, 3\)"):
         compare_arrays(ref, np.zeros((1, 4)), name="logits")
+
+
+# ---------------------------------------------------------------- the reference's scale, degenerate references
+def test_tolerance_is_judged_at_the_reference_scale():
+    ref = np.random.default_rng(0).normal(size=(4, 10)) * 1e-5  # max abs ~3e-5, below atol 1e-4
+    doubled = 2 * ref
+    assert np.allclose(doubled, ref, atol=1e-4, rtol=1e-3)  # numpy's rule passes a 100% error
+    c = compare_arrays(ref, doubled)
+    assert c.verdict == "FAIL" and not c.passed and not c.degenerate
+    assert "values outside atol + rtol * |reference|" in c.reason
+    assert c.cosine_similarity == pytest.approx(1.0) and c.top1_agreement == 1.0  # only the scale catches it
+    assert c.reference_scale == pytest.approx(np.abs(ref).max())
+    assert c.effective_atol == pytest.approx(1e-2 * c.reference_scale)
+    text = c.format()
+    assert text.startswith("FAIL output 4x10: reference max abs 2.") and "capped by the scale" in text
+    assert compare_arrays(ref, ref * (1 + 1e-4)).verdict == "PASS"
+    # at an ordinary scale atol counts in full, as in numpy
+    big = ref * 1e5
+    assert compare_arrays(big, big + 0.9e-4, rtol=0).passed
+    assert not compare_arrays(big, big + 1.1e-4, rtol=0).passed
+    assert compare_arrays(big, big).effective_atol == 1e-4
+
+
+@pytest.mark.parametrize("scale", [0.0, 8.9e-10, 4.5e-14])
+def test_near_zero_reference_is_degenerate_not_a_pass(scale):
+    base = np.random.default_rng(0).normal(size=(8, 1000))
+    ref = base * scale
+    c = compare_arrays(ref, ref.copy())  # even an exact candidate cannot be judged
+    assert c.verdict == "DEGENERATE" and c.degenerate and not c.passed
+    assert c.reason.startswith(f"reference output max abs {c.reference_scale:.2g} is near zero")
+    assert "use real weights" in c.reason and c.to_dict()["verdict"] == "DEGENERATE"
+    assert c.format().startswith("DEGENERATE output 8x1000") and "cannot judge: " in c.format()
+    assert ("all 8 rows predict class 0" in c.reason) == (scale == 0.0)
+    assert compare_arrays(base * 1e-5, base * 1e-5).verdict == "PASS"  # small is not near zero
+
+
+def test_constant_rows_are_degenerate_when_their_inputs_differ():
+    rng = np.random.default_rng(0)
+    ref = np.tile(rng.normal(size=10), (4, 1))  # a constant classifier: every row the same scores
+    c = compare_arrays(ref, ref.copy())
+    assert c.verdict == "DEGENERATE"
+    assert "all 4 reference rows are the same" in c.reason and "does not depend on the input" in c.reason
+    assert f"all 4 rows predict class {ref[0].argmax()}" in c.reason
+    assert compare_arrays(ref, ref.copy(), distinct_inputs=False).verdict == "PASS"  # identical inputs
+    varied = ref + 0.1 * rng.normal(size=ref.shape)
+    assert compare_arrays(varied, varied.copy()).verdict == "PASS"
+    assert compare_arrays(ref[:1], ref[:1].copy()).verdict == "PASS"  # one row cannot show it
+    flat = np.full((1, 10), 3.0)  # every class the same score
+    one_row = compare_arrays(flat, flat.copy())
+    assert one_row.verdict == "DEGENERATE" and "does not depend on the class" in one_row.reason
+
+
+def test_cosine_and_top1_backstops_hold_with_huge_tolerances():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(4, 1000))
+    ref[:, 7], ref[0, 3] = 10.0, 9.5  # class 7 first everywhere; row 0's runner-up is 0.5 behind
+    huge = {"atol": 1e9, "rtol": 1e9}
+    slightly_noisy = ref + 0.02 * rng.normal(size=ref.shape) * (ref < 9)
+    assert compare_arrays(ref, slightly_noisy, **huge).verdict == "PASS"  # the values check is vacuous
+    assert not compare_arrays(ref, slightly_noisy).passed
+    noisy = ref + 0.2 * rng.normal(size=ref.shape) * (ref < 9)
+    c = compare_arrays(ref, noisy, **huge)
+    assert c.cosine_similarity < COSINE_MIN and c.top1_agreement == 1.0
+    assert c.verdict == "FAIL" and c.reason == f"cosine {c.cosine_similarity:.4f} < {COSINE_MIN}"
+    swapped = ref.copy()
+    swapped[0, [7, 3]] = ref[0, [3, 7]]
+    c = compare_arrays(ref, swapped, **huge)
+    assert c.cosine_similarity > COSINE_MIN and c.top1_agreement == 0.75
+    assert c.verdict == "FAIL" and c.reason == "top-1 class differs in 1 of 4 rows (no tie in the reference)"
+    tied = ref.copy()
+    tied[0, 3] = 9.95  # within 1% of the scale (10): a tie, either class may come first
+    tied_swapped = tied.copy()
+    tied_swapped[0, [7, 3]] = tied[0, [3, 7]]
+    c = compare_arrays(tied, tied_swapped, **huge)
+    assert c.verdict == "PASS" and c.top1_agreement == 0.75
+    assert compare_arrays(tied, tied_swapped).verdict == "FAIL"  # default tolerances: 0.05 is too far
+
+
+@pytest.mark.parametrize("init, verdict", [("seeded", "DEGENERATE"), ("realistic", "FAIL")])
+def test_ten_percent_weight_perturbation_never_passes(mobilenet, tmp_path, init, verdict):
+    bundle, path = mobilenet[init]
+    exact = compare_runners(TorchEagerRunner(bundle), OnnxRuntimeRunner(path), batch_sizes=(1, 4))
+    perturbed = perturbed_copy(path, tmp_path / "perturbed.onnx", relative=0.1)
+    report = compare_runners(TorchEagerRunner(bundle), OnnxRuntimeRunner(perturbed), batch_sizes=(1, 4))
+    assert report.verdict == verdict and not report.passed, report.format()
+    assert report.format().splitlines()[0].endswith(f": {verdict}")
+    if init == "seeded":  # torchvision's init: outputs near 1e-9, far below atol
+        assert report.worst().max_abs_error < 1e-4  # numpy's allclose would pass it
+        assert report.degenerate and "near zero" in report.reason
+        assert exact.verdict == "DEGENERATE"  # the exact export cannot be judged either
+    else:
+        assert exact.verdict == "PASS", exact.format()
+        assert not report.degenerate and "outside" in report.reason
+        assert all(c.reference_scale > 1e-3 for c in exact.comparisons)
+
+
+def test_zeroed_classifier_never_passes(mobilenet, tmp_path):
+    weight, bias = last_gemm(mobilenet["realistic"][1])
+    zeroed = scaled_copy(mobilenet["realistic"][1], tmp_path / "zero_w.onnx", weight, factor=0.0)
+    zeroed = scaled_copy(zeroed, tmp_path / "zeroed.onnx", bias, factor=0.0)
+    assert not OnnxRuntimeRunner(zeroed).infer({"input": np.ones((2, 3, 224, 224), np.float32)})["output"].any()
+    seeded, realistic = mobilenet["seeded"][0], mobilenet["realistic"][0]
+    issue = compare_runners(TorchEagerRunner(seeded), OnnxRuntimeRunner(zeroed), batch_sizes=(1, 4))
+    assert issue.verdict == "DEGENERATE" and not issue.passed  # the issue's case: it used to PASS
+    assert all(c.cosine_similarity == 0.0 and c.max_abs_error < 1e-4 for c in issue.comparisons)
+    judged = compare_runners(TorchEagerRunner(realistic), OnnxRuntimeRunner(zeroed), batch_sizes=(1, 4))
+    assert judged.verdict == "FAIL" and "cosine 0.0000 < 0.995" in judged.reason
+    itself = compare_runners(OnnxRuntimeRunner(zeroed, optimization="disabled"), OnnxRuntimeRunner(zeroed),
+                             batch_sizes=(1, 4))
+    assert itself.verdict == "DEGENERATE" and "max abs 0 is near zero" in itself.reason
+    assert itself.to_dict()["verdict"] == "DEGENERATE" and itself.to_dict()["passed"] is False
+
+
+def test_constant_classifier_runner_is_degenerate_beyond_one_row(lenet_onnx, tmp_path):
+    weight, _ = last_gemm(lenet_onnx)
+    constant = scaled_copy(lenet_onnx, tmp_path / "constant.onnx", weight, factor=0.0)  # output = bias
+    report = compare_runners(OnnxRuntimeRunner(constant, optimization="disabled"), OnnxRuntimeRunner(constant),
+                             batch_sizes=(1, 3))
+    one, three = report.comparisons
+    assert one.verdict == "PASS"  # a single row cannot show that every input gets the same scores
+    assert three.verdict == "DEGENERATE" and "all 3 reference rows are the same" in three.reason
+    assert report.verdict == "DEGENERATE" and not report.passed and report.reason == three.reason
+    same_inputs = [{"input": np.ones((3, 1, 32, 32), np.float32)}]
+    assert compare_runners(OnnxRuntimeRunner(constant), OnnxRuntimeRunner(constant), same_inputs).passed
+
+
+def test_one_class_for_every_input_is_not_degenerate_by_itself(lenet_bundle, lenet_onnx):
+    import torch
+
+    from deploylab.export import verify_export
+
+    # verify_export's seeded noise images: the trained LeNet calls all 8 a 0, but its scores
+    # still depend on the input, so the check can judge a candidate against them
+    x = torch.rand((8, 1, 32, 32), generator=torch.Generator().manual_seed(0))
+    assert set(lenet_bundle.reference(x).argmax(axis=1)) == {0}
+    parity = verify_export(lenet_bundle, lenet_onnx, batch_sizes=(8,))
+    assert parity.verdict == "PASS" and parity.passed, parity.format()
 
 
 # ---------------------------------------------------------------- postprocess

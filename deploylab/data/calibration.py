@@ -8,13 +8,14 @@ training set). So:
 
 - digits: calibration samples come from the TRAIN split; accuracy is measured on the
   TEST split (:func:`deploylab.data.digits.load_digits_split`).
-- photos: the course ships only six photos, so calibration and evaluation are both made
+- photos: the course ships only ten photos, so calibration and evaluation are both made
   from them, by *different kinds* of augmentation with independent seeds. Calibration
   crops, flips, rescales and brightens but never rotates; evaluation always rotates (by
-  4-12 degrees either way), changes contrast and sometimes blurs. No evaluation input can
-  therefore equal a calibration input, and the evaluation set is not a re-sample of what
-  calibration saw. It still shows the same six scenes: on the photos, measure *fidelity*
-  to the fp32 model (top-1 agreement, cosine), not ImageNet accuracy.
+  2-10 degrees either way), crops, flips, rescales, changes contrast and brightness and
+  sometimes blurs. No evaluation input can therefore equal a calibration input, and the
+  evaluation set is not a re-sample of what calibration saw. It still shows the same
+  scenes: the views measure *fidelity* to the fp32 model (top-1 agreement, KL), and the
+  eight labelled photos give a (small) accuracy, not an ImageNet benchmark.
 
 :class:`CalibrationReader` feeds an array to ONNX Runtime's calibrators
 (``onnxruntime.quantization.CalibrationDataReader``: ``get_next`` until ``None``,
@@ -24,6 +25,7 @@ training set). So:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -78,70 +80,134 @@ def _random_crop(image: np.ndarray, rng: np.random.Generator, area: tuple[float,
     return image[top : top + ch, left : left + cw]
 
 
-def _calibration_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _calibration_view(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Crop (30-100 % of the area), maybe mirror, rescale x0.6-1.4, brightness x0.75-1.25. No rotation."""
     import cv2
 
     view = _random_crop(image, rng, (0.3, 1.0))
-    if rng.random() < 0.5:
+    flip = bool(rng.random() < 0.5)
+    if flip:
         view = view[:, ::-1]
     scale = rng.uniform(0.6, 1.4)
     h, w = view.shape[:2]
     size = (max(8, round(w * scale)), max(8, round(h * scale)))
     view = cv2.resize(np.ascontiguousarray(view), size,
                       interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    return cv2.convertScaleAbs(view, alpha=rng.uniform(0.75, 1.25), beta=0)
+    gain = rng.uniform(0.75, 1.25)
+    params = {"rotate_deg": 0.0, "flip": flip, "scale": round(scale, 4), "gain": round(gain, 4)}
+    return cv2.convertScaleAbs(view, alpha=gain, beta=0), params
 
 
-def _evaluation_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rotate 4-12 degrees either way, crop (40-100 %), contrast x0.8-1.2 with offset, blur 30 % of the time."""
+EVALUATION_MIN_ROTATION_DEG = 2.0
+
+
+def _evaluation_view(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Rotate 2-10 degrees either way, crop (40-100 %), maybe mirror, rescale x0.7-1.3,
+    contrast x0.8-1.2 with a brightness offset of -20..20, blur 30 % of the time.
+
+    Every evaluation view is rotated by at least ``EVALUATION_MIN_ROTATION_DEG``;
+    calibration views never are: the two sets cannot share a transform.
+    """
     import cv2
 
     h, w = image.shape[:2]
-    angle = rng.uniform(4.0, 12.0) * rng.choice([-1.0, 1.0])
+    angle = rng.uniform(EVALUATION_MIN_ROTATION_DEG, 10.0) * rng.choice([-1.0, 1.0])
     matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     view = cv2.warpAffine(image, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
-    view = np.ascontiguousarray(_random_crop(view, rng, (0.4, 1.0)))
-    view = cv2.convertScaleAbs(view, alpha=rng.uniform(0.8, 1.2), beta=rng.uniform(-20, 20))
-    if rng.random() < 0.3:
+    view = _random_crop(view, rng, (0.4, 1.0))
+    flip = bool(rng.random() < 0.5)
+    if flip:
+        view = view[:, ::-1]
+    scale = rng.uniform(0.7, 1.3)
+    vh, vw = view.shape[:2]
+    view = cv2.resize(np.ascontiguousarray(view), (max(8, round(vw * scale)), max(8, round(vh * scale))),
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    contrast, offset = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+    view = cv2.convertScaleAbs(view, alpha=contrast, beta=offset)
+    blur = bool(rng.random() < 0.3)
+    if blur:
         view = cv2.GaussianBlur(view, (5, 5), 0)
-    return view
+    params = {"rotate_deg": round(float(angle), 4), "flip": flip, "scale": round(scale, 4),
+              "gain": round(contrast, 4), "offset": round(offset, 3), "blur": blur}
+    return view, params
 
 
-def _augmented_set(count: int, seed: int, stream: int, view, preprocessing) -> np.ndarray:
+def _augmented_set(count: int, seed: int, stream: int, view, preprocessing, photos=None):
+    """(count, C, H, W) float32 views, photo index per view, transform parameters per view."""
     from deploylab.data.preprocess import ImagePreprocessing
 
     preprocessing = preprocessing or ImagePreprocessing()
-    photos = _photos()
+    photos = _photos() if photos is None else photos
     rng = np.random.default_rng(np.random.SeedSequence([seed, stream]))
     out = np.empty((count, *preprocessing.input_shape), dtype=np.float32)
-    for i in range(count):  # photo i % 6: every photo is used equally often
-        out[i] = preprocessing(np.ascontiguousarray(view(photos[i % len(photos)], rng)))
-    return out
+    which, transforms = [], []
+    for i in range(count):  # photo i % n: every photo is used equally often
+        image, params = view(photos[i % len(photos)], rng)
+        out[i] = preprocessing(np.ascontiguousarray(image))
+        which.append(i % len(photos))
+        transforms.append(params)
+    return out, which, transforms
 
 
 def image_calibration(num_samples: int = 64, seed: int = 0, preprocessing=None) -> np.ndarray:
-    """``num_samples`` augmented views of the shipped photos, preprocessed: float32 (N, 3, 224, 224).
+    """``num_samples`` augmented views of the shipped photos, preprocessed: float32 (N, 3, H, W).
 
     Views are crops, mirror images, rescalings and brightness changes (never rotations),
-    then the mmcls test pipeline (``preprocessing``, default :class:`ImagePreprocessing`).
-    Deterministic for a given ``seed``.
+    then ``preprocessing`` (default: the mmcls test pipeline, :class:`ImagePreprocessing`;
+    give the model's own, e.g. EfficientNet-Lite's). Deterministic for a given ``seed``.
     """
     _check_count("num_samples", num_samples)
-    return _augmented_set(num_samples, seed, _CALIBRATION_STREAM, _calibration_view, preprocessing)
+    return _augmented_set(num_samples, seed, _CALIBRATION_STREAM, _calibration_view, preprocessing)[0]
 
 
 def image_evaluation_set(count: int = 100, seed: int = 0, preprocessing=None) -> np.ndarray:
     """``count`` views of the shipped photos made by *other* augmentations than calibration's.
 
-    Every view is rotated (which calibration never does), cropped, contrast-shifted and
-    sometimes blurred, from its own random stream: the evaluation set shares no input
-    with :func:`image_calibration` for any seed, so fidelity measured on it is not
-    measured on the calibration data. Use ``count >= 100`` for stable agreement numbers
-    (a handful is enough for a per-layer sensitivity ranking).
+    Every view is rotated (which calibration never does), cropped, maybe mirrored and
+    rescaled, contrast-shifted and sometimes blurred, from its own random stream: the
+    evaluation set shares no input with :func:`image_calibration` for any seed, so
+    fidelity measured on it is not measured on the calibration data. Use ``count >= 100``
+    for stable agreement numbers (a handful is enough for a per-layer sensitivity ranking).
     """
     _check_count("count", count)
-    return _augmented_set(count, seed, _EVALUATION_STREAM, _evaluation_view, preprocessing)
+    return _augmented_set(count, seed, _EVALUATION_STREAM, _evaluation_view, preprocessing)[0]
+
+
+@dataclass
+class LabelledViews:
+    """Evaluation views of the labelled photos, each with the ImageNet classes it accepts."""
+
+    images: np.ndarray  # float32 (N, 3, H, W), preprocessed
+    photos: list[str]  # source filename per view
+    accepted: list[tuple[int, ...]]  # accepted ImageNet-1k indices per view
+    transforms: list[dict]  # the augmentation parameters per view
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def labelled_evaluation_views(count: int = 320, seed: int = 0, preprocessing=None) -> LabelledViews:
+    """``count`` evaluation views (:func:`image_evaluation_set`'s transforms) of the *labelled*
+    photos only, each photo equally often, with their accepted label sets.
+
+    The default 320 views of the 8 labelled photos are 40 per photo: enough for top-1
+    agreement to resolve 1 view in 320 (0.3 points).
+    """
+    from deploylab.data.images import IMAGES_DIR, labelled_images
+    from deploylab.data.preprocess import ImagePreprocessing
+
+    _check_count("count", count)
+    specs = labelled_images()
+    photos = [ImagePreprocessing.load(IMAGES_DIR / s.filename) for s in specs]
+    images, which, transforms = _augmented_set(count, seed, _EVALUATION_STREAM, _evaluation_view,
+                                               preprocessing, photos)
+    return LabelledViews(images, [specs[i].filename for i in which], [specs[i].accepted for i in which],
+                         transforms)
+
+
+def calibration_transforms(count: int, seed: int = 0) -> list[dict]:
+    """The transform parameters :func:`image_calibration` uses for ``count`` samples (for checks)."""
+    return _augmented_set(count, seed, _CALIBRATION_STREAM, _calibration_view, None)[2]
 
 
 # ---------------------------------------------------------------- files

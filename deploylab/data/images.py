@@ -1,9 +1,15 @@
-"""Real photos and ImageNet class names for the ResNet-18 notebooks, shipped in ``data/``.
+"""Real photos with ImageNet labels, and the ImageNet class names, shipped in ``data/``.
 
-The photos come from scikit-image's sample data, which ships *inside* the scikit-image
-wheel (no ``pooch`` download): public-domain / CC0 images, re-encoded here as JPEG
-quality 90. The 1,000 ImageNet-1k class names come from torchvision's bundled metadata.
-Both are regenerated with ``python -m deploylab.data.images``.
+Every photo comes from a package the project installs anyway (scikit-image's ``data/``,
+scikit-learn's ``datasets/images``, matplotlib's ``mpl-data/sample_data``): nothing is
+downloaded. Each :class:`SampleImage` records where it comes from, its licence, and, for
+photos with an unambiguous ImageNet-1k class, the set of class indices accepted as a
+correct answer (the cat accepts tabby, tiger cat and Egyptian cat) and why. Photos with
+no ImageNet class (the astronaut, the Hubble deep field) ship unlabelled: they show what
+a classifier does with something it was never trained on.
+
+The 1,000 ImageNet-1k class names come from torchvision's bundled metadata. Photos and
+names are regenerated with ``python -m deploylab.data.images``.
 """
 
 from __future__ import annotations
@@ -26,32 +32,90 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 @dataclass(frozen=True)
 class SampleImage:
-    """One shipped photo: the skimage.data function it comes from and how it was cut."""
+    """One shipped photo: the package file it comes from, how it was cut, its labels."""
 
     filename: str
-    skimage_function: str
+    package: str  # the installed Python package holding the original ("skimage", ...)
+    source: str  # path of the original inside that package
+    licence: str
     # (top, bottom, left, right) crop of the original, or None for the whole photo
     crop: tuple[int, int, int, int] | None = None
     note: str = ""
+    accepted: tuple[int, ...] = ()  # ImageNet-1k indices that count as correct; () = unlabelled
+    why: str = ""
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.accepted)
 
 
+_SKIMAGE_CC0 = "CC0 by the photographer"
 SAMPLE_IMAGES: tuple[SampleImage, ...] = (
-    SampleImage("astronaut.jpg", "astronaut", note="square"),
-    SampleImage("chelsea_cat.jpg", "chelsea", note="landscape"),
-    SampleImage("coffee_cup.jpg", "coffee", note="landscape"),
-    SampleImage("hubble_deep_field.jpg", "hubble_deep_field", note="landscape, downscaled"),
-    SampleImage("rocket.jpg", "rocket", note="landscape"),
-    # skimage has no portrait photo: a 284x427 crop around the rocket (centred at x~320)
-    SampleImage("rocket_portrait.jpg", "rocket", crop=(0, 427, 178, 462), note="portrait crop"),
+    SampleImage("astronaut.jpg", "skimage", "data/astronaut.png",
+                "public domain (NASA Great Images database)", note="square",
+                why="no ImageNet-1k class for an astronaut in a space suit: unlabelled"),
+    SampleImage("cameraman.jpg", "skimage", "data/camera.png", f"{_SKIMAGE_CC0} (Lav Varshney)",
+                note="square, grey", accepted=(872, 759),
+                why="a photographer behind a camera on a tripod: tripod, reflex camera"),
+    SampleImage("chelsea_cat.jpg", "skimage", "data/chelsea.png", f"{_SKIMAGE_CC0} (Stefan van der Walt)",
+                note="landscape", accepted=(281, 282, 285),
+                why="a tabby-patterned house cat: ImageNet's tabby, tiger cat and Egyptian cat all fit it"),
+    SampleImage("coffee_cup.jpg", "skimage", "data/coffee.png", f"{_SKIMAGE_CC0} (Rachel Michetti)",
+                note="landscape", accepted=(967, 968, 504),
+                why="an espresso in a cup on a saucer: espresso, cup, coffee mug"),
+    SampleImage("grace_hopper.jpg", "matplotlib", "mpl-data/sample_data/grace_hopper.jpg",
+                "US Navy official portrait of Grace M. Hopper: public domain (work of the US government)",
+                note="portrait", accepted=(652,),
+                why="a naval officer in dress uniform: military uniform"),
+    SampleImage("hubble_deep_field.jpg", "skimage", "data/hubble_deep_field.jpg",
+                "public domain (NASA / HubbleSite)", note="landscape, downscaled",
+                why="galaxies: no ImageNet-1k class; unlabelled"),
+    SampleImage("motorcycle.jpg", "skimage", "data/motorcycle_left.png",
+                "Middlebury 2014 stereo benchmark (Scharstein et al., GCPR 2014), shipped in the "
+                "BSD-3-licensed scikit-image wheel; no separate licence stated",
+                note="landscape", accepted=(665, 670),
+                why="a motorcycle on its stand; ImageNet-1k has no motorcycle class, and its "
+                    "motorised two-wheelers are moped and motor scooter"),
+    SampleImage("rocket.jpg", "skimage", "data/rocket.jpg", "public domain (SpaceX Photos)",
+                note="landscape", accepted=(657, 744),
+                why="a Falcon 9 at launch: missile, projectile (space shuttle is a different vehicle)"),
+    # scikit-image has few portrait photos: a 284x427 crop around the rocket (centred at x~320)
+    SampleImage("rocket_portrait.jpg", "skimage", "data/rocket.jpg", "public domain (SpaceX Photos)",
+                crop=(0, 427, 178, 462), note="portrait crop", accepted=(657, 744),
+                why="as rocket.jpg, cropped to portrait"),
+    SampleImage("summer_palace.jpg", "sklearn", "datasets/images/china.jpg",
+                "CC BY 2.0, danielbuechele on Flickr (scikit-learn's sample image china.jpg)",
+                note="landscape", accepted=(698, 663),
+                why="the Tower of Buddhist Incense in Beijing's Summer Palace: palace, monastery"),
 )
+# Seen and left out: skimage's clock_motion (a motion-blurred clock nobody can name),
+# scikit-learn's flower.jpg (a dahlia: ImageNet-1k's only flower heads are daisy and
+# similar), textures (brick, grass, gravel), microscopy, text and logos.
+
+
+def labelled_images() -> tuple[SampleImage, ...]:
+    """The shipped photos with an accepted ImageNet label set, in filename order."""
+    return tuple(sorted((s for s in SAMPLE_IMAGES if s.labelled), key=lambda s: s.filename))
+
+
+def source_path(spec: SampleImage) -> Path:
+    """The original file inside its installed package."""
+    import importlib
+
+    module = importlib.import_module(spec.package)
+    path = Path(module.__file__).parent / spec.source
+    if not path.is_file():
+        raise DeployLabError(f"{spec.package} is installed but has no {spec.source!r}; "
+                             f"reinstall it to regenerate {spec.filename}")
+    return path
 
 
 def sample_rgb(spec: SampleImage) -> np.ndarray:
     """The photo of ``spec`` as HxWx3 uint8 RGB: cropped, short side at most 512 (INTER_AREA)."""
     import cv2
-    import skimage.data
 
-    image = getattr(skimage.data, spec.skimage_function)()
+    bgr = cv2.imread(str(source_path(spec)), cv2.IMREAD_COLOR)
+    image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if spec.crop is not None:
         top, bottom, left, right = spec.crop
         image = image[top:bottom, left:right]

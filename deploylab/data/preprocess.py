@@ -75,13 +75,19 @@ class ImagePreprocessing:
     std: tuple[float, float, float] = (58.395, 57.12, 57.375)
     to_rgb: bool = True
     interpolation: str = "bilinear"
+    # TensorFlow/EfficientNet style: crop crop_size/(crop_size+crop_padding) of the short side
+    # around the centre first, then resize that square to crop_size (resize_short is unused).
+    crop_first: bool = False
+    crop_padding: int = 32
+    name: str = "mmcls ImageNet test pipeline"
 
     def __post_init__(self):
-        for name in ("resize_short", "crop_size"):
+        for name in ("resize_short", "crop_size", "crop_padding"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-                raise DeployLabError(f"{name}={value!r} must be a positive integer number of pixels")
-        if self.crop_size > self.resize_short:
+            lowest = 0 if name == "crop_padding" else 1
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lowest:
+                raise DeployLabError(f"{name}={value!r} must be an integer number of pixels >= {lowest}")
+        if not self.crop_first and self.crop_size > self.resize_short:
             raise DeployLabError(
                 f"crop_size={self.crop_size} is larger than resize_short={self.resize_short}: "
                 "the centre crop would not fit in the resized image (mmcls would silently return "
@@ -193,10 +199,56 @@ class ImagePreprocessing:
         cv2.multiply(img, stdinv, img)
         return img
 
+    def padded_center_crop(self, image_bgr: np.ndarray) -> np.ndarray:
+        """TensorFlow EfficientNet's eval crop, then resize to ``crop_size`` x ``crop_size``.
+
+        As ``_decode_and_center_crop`` in tensorflow/tpu's ``efficientnet/preprocessing.py``:
+        side ``int(crop / (crop + padding) * short side)``, offset ``(excess + 1) // 2``,
+        then a resize with ``interpolation`` (cv2's bicubic, not TF's: values differ slightly).
+        """
+        image_bgr = self._check_image(image_bgr)
+        h, w = image_bgr.shape[:2]
+        c = self.crop_size
+        side = max(1, int(c / (c + self.crop_padding) * min(h, w)))
+        top, left = (h - side + 1) // 2, (w - side + 1) // 2
+        crop = np.ascontiguousarray(image_bgr[top : top + side, left : left + side])
+        return _cv2().resize(crop, (c, c), interpolation=_cv2_interpolation(self.interpolation))
+
     def __call__(self, image_bgr: np.ndarray) -> np.ndarray:
         """HxWx3 uint8 BGR image -> float32 (3, crop_size, crop_size), C-contiguous."""
-        image = self.center_crop(self.resize(image_bgr))
+        if self.crop_first:
+            image = self.padded_center_crop(image_bgr)
+        else:
+            image = self.center_crop(self.resize(image_bgr))
         return np.ascontiguousarray(self.normalize(image).transpose(2, 0, 1))
+
+    # ------------------------------------------------------------ metadata
+    def to_dict(self) -> dict:
+        """Plain JSON-able fields (what an export writes into the ONNX file's metadata)."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> ImagePreprocessing:
+        """Inverse of :meth:`to_dict`; unknown or malformed fields raise a :class:`DeployLabError`."""
+        from dataclasses import fields
+
+        if not isinstance(data, Mapping):
+            raise DeployLabError(f"preprocessing metadata must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DeployLabError(f"preprocessing metadata has unknown field(s) {', '.join(unknown)}; "
+                                 f"expected some of {', '.join(sorted(known))}")
+        values = dict(data)
+        for key in ("mean", "std"):
+            if key in values and isinstance(values[key], list):
+                values[key] = tuple(values[key])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise DeployLabError(f"preprocessing metadata {data!r} is malformed ({exc})") from exc
 
     def preprocess_file(self, path: str | Path) -> np.ndarray:
         """:meth:`load` then :meth:`__call__`: the CHW float32 input for one image file."""
@@ -223,12 +275,23 @@ class ImagePreprocessing:
         colour = "BGR -> RGB, " if self.to_rgb else ""
         mean = ", ".join(f"{v:g}" for v in self.mean)
         std = ", ".join(f"{v:g}" for v in self.std)
-        return "\n".join(
-            [
-                "1. load: cv2.imdecode(IMREAD_COLOR) -> HxWx3 uint8 BGR (EXIF orientation applied)",
+        if self.crop_first:
+            p = self.crop_padding
+            geometry = [
+                f"2. center crop: square side int({c} / ({c} + {p}) * short side), offset (excess + 1) // 2",
+                f"3. resize: that square -> {c}x{c}, cv2 {self.interpolation}",
+            ]
+        else:
+            geometry = [
                 f"2. resize: short side -> {s}, long side int({s} * long / short), "
                 f"cv2 {self.interpolation} (skipped if the short side is already {s})",
                 f"3. center crop: {c}x{c}, offset int(round((side - {c}) / 2)) (halves to even)",
+            ]
+        return "\n".join(
+            [
+                f"{self.name}:",
+                "1. load: cv2.imdecode(IMREAD_COLOR) -> HxWx3 uint8 BGR (EXIF orientation applied)",
+                *geometry,
                 f"4. normalize: float32, {colour}(x - [{mean}]) * 1/[{std}]",
                 f"5. to tensor: HWC -> CHW float32 (3, {c}, {c})",
             ]

@@ -4,7 +4,10 @@ Importing this package is cheap (the command line reads ``MODEL_SPEC_HELP`` befo
 knows whether torch is needed); the registry and its torch imports load on first use.
 """
 
-MODEL_SPEC_HELP = "lenet, resnet18, mmcls:<config path or name>, torchvision:<model name>"
+MODEL_SPEC_HELP = (
+    "lenet, resnet18, efficientnet_lite0 (efficientnet_lite1..4 with --checkpoint), "
+    "mmcls:<config path or name>, torchvision:<model name>"
+)
 
 __all__ = ["MODEL_SPEC_HELP", "ModelBundle", "parse_shape", "resolve_model"]
 

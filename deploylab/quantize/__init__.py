@@ -37,6 +37,10 @@ _EXPORTS = {
     "fidelity": "evaluate",
     "predict": "evaluate",
     "Fidelity": "evaluate",
+    "FidelityBudget": "evaluate",
+    "check_fidelity": "evaluate",
+    "labelled_accuracy": "evaluate",
+    "LabelledAccuracy": "evaluate",
 }
 
 __all__ = sorted(_EXPORTS)
