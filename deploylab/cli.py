@@ -196,6 +196,50 @@ def _cmd_compare(args) -> int:
     return EXIT_CHECK_FAILED if failed else EXIT_OK
 
 
+def _cmd_evaluate(args) -> int:
+    from deploylab.backends.registry import backend_for_artifact, make_runner
+    from deploylab.data.preprocess import ImagePreprocessing
+    from deploylab.onnx_tools import preprocessing_for_artifact
+    from deploylab.quantize.evaluate import FidelityBudget, evaluate_classifier
+
+    if not 1 <= args.views <= 5000:
+        raise DeployLabError(f"--views {args.views} must be between 1 and 5000")
+    for flag, value in (("--min-top1-agreement", args.min_top1_agreement), ("--max-kl", args.max_kl)):
+        if not 0 <= value <= (1 if flag == "--min-top1-agreement" else float("inf")):
+            raise DeployLabError(f"{flag} {value} is out of range (agreement 0..1, KL >= 0)")
+    runner = make_runner(args.backend or backend_for_artifact(args.model), args.model)
+    prep, source = preprocessing_for_artifact(args.model)
+    reference = None
+    if args.reference is not None:
+        ref = args.reference
+        if Path(ref).suffix.lower() in (".onnx", ".xml", ".plan", ".engine"):
+            reference = make_runner(backend_for_artifact(Path(ref)), Path(ref))
+            if prep is None:
+                prep, source = preprocessing_for_artifact(ref)
+        else:
+            from deploylab.backends.torch_eager import TorchEagerRunner
+            from deploylab.models import resolve_model
+
+            bundle = resolve_model(ref, checkpoint=args.checkpoint)
+            reference = TorchEagerRunner(bundle)
+            if prep is None and bundle.preprocessing is not None:
+                prep, source = bundle.preprocessing, f"{bundle.preprocessing.name} (from model {bundle.name})"
+    spec = runner.inputs[0]
+    if prep is None:
+        size = spec.shape[2] if len(spec.shape) == 4 and spec.shape[1] == 3 else None
+        if not isinstance(size, int) or spec.shape[3] != size:
+            raise DeployLabError(f"{str(args.model)!r} takes {spec.describe()}, not square RGB images: "
+                                 "evaluate judges ImageNet classifiers on the shipped photos")
+        prep = ImagePreprocessing(resize_short=round(size * 256 / 224), crop_size=size)
+        print(f"note: {source}; using the default {prep.name}")
+    budget = FidelityBudget(min_top1_agreement=args.min_top1_agreement, max_mean_kl=args.max_kl)
+    report = evaluate_classifier(runner, prep, reference, views=args.views, budget=budget)
+    print(report.format())
+    if reference is None:
+        print("give --reference FP32_MODEL (a file or a model spec) to measure fidelity over the views")
+    return EXIT_OK if report.passed else EXIT_CHECK_FAILED
+
+
 def _cmd_build(args) -> int:
     from deploylab.backends.profiles import ShapeProfile, parse_profile_args, validate_profile
 
@@ -419,6 +463,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", default="1", help="batch sizes for seeded inputs, e.g. 1,4")
     p.add_argument("--layerwise", action="store_true", help="compare every intermediate tensor")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("evaluate", help="accuracy on the labelled photos and fidelity to a reference; exit 1 unless PASS")
+    p.add_argument("model", type=Path, help="ONNX file, OpenVINO .xml or TensorRT .plan of an ImageNet classifier")
+    p.add_argument("--reference", default=None, metavar="MODEL_SPEC_OR_FILE",
+                   help="the fp32 model to be faithful to: a model spec (PyTorch) or a model file")
+    p.add_argument("--checkpoint", type=Path, default=None, help="weights for a --reference model spec")
+    p.add_argument("--backend", default=None, help="default: chosen from the file type")
+    p.add_argument("--views", type=int, default=320, help="augmented views of the labelled photos (default 320)")
+    p.add_argument("--min-top1-agreement", type=float, default=0.99)
+    p.add_argument("--max-kl", type=float, default=0.05, help="mean KL(reference || model) bound, nats")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("build", help="build phase: ONNX -> TensorRT plan or OpenVINO IR")
     p.add_argument("model", type=Path, help="ONNX file")

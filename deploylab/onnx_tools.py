@@ -235,26 +235,26 @@ def set_metadata(model, values: dict[str, str]) -> None:
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The ``deploylab.*`` metadata of an artifact, without the prefix ({} when there is none).
 
-    An ONNX file carries it in ``metadata_props``; an OpenVINO IR built by deploylab in its
-    build record (copied from the ONNX file it was built from).
+    An ONNX file carries it in ``metadata_props``. OpenVINO's ONNX frontend copies those into
+    the model's ``rt_info["framework"]``, which ``save_model`` writes into the IR's ``.xml``
+    (OpenVINO 2026.4; NNCF keeps it): an IR converted from a deploylab export carries it too.
     """
-    import json
-
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         model = load_onnx(path, load_external_data=False)
         return {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props
                 if p.key.startswith(METADATA_PREFIX)}
-    from deploylab.backends.openvino import SIDECAR_SUFFIX
+    if path.suffix.lower() == ".xml" and path.is_file():
+        import xml.etree.ElementTree as ElementTree
 
-    sidecar = path.with_suffix(SIDECAR_SUFFIX)
-    if path.suffix.lower() == ".xml" and sidecar.is_file():
         try:
-            record = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            framework = ElementTree.parse(path).getroot().find("./rt_info/framework")
+        except (ElementTree.ParseError, OSError) as exc:
+            raise DeployLabError(f"{str(path)!r} is not a readable OpenVINO IR ({exc}); rebuild it") from exc
+        if framework is None:
             return {}
-        metadata = record.get("metadata") if isinstance(record, dict) else None
-        return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+        return {e.tag[len(METADATA_PREFIX):]: e.get("value", "") for e in framework
+                if e.tag.startswith(METADATA_PREFIX)}
     return {}
 
 

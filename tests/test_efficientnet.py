@@ -302,3 +302,81 @@ def test_photo_provenance_is_recorded():
         for index in spec.accepted:
             assert classes[index] in readme
     assert len(labelled_images()) >= 8
+
+
+def test_int8_calibration_uses_the_models_own_preprocessing(lite0_onnx, tmp_path):
+    """Calibrating EfficientNet-Lite on mmcls-normalised views would fit ranges to the wrong inputs."""
+    import cv2
+
+    from deploylab.quantize import calibration_for_model
+
+    samples, source = calibration_for_model(lite0_onnx, num_samples=8)
+    assert samples.shape == (8, 3, 224, 224) and "EfficientNet-Lite (TF) evaluation pipeline" in source
+    assert samples.min() >= -127 / 128 - 1e-6 and samples.max() <= 128 / 128 + 1e-6  # (x - 127) / 128
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "cat.jpg"), cv2.imread(str(CAT)))
+    from_folder, _ = calibration_for_model(lite0_onnx, data=folder)
+    np.testing.assert_array_equal(from_folder[0], efficientnet_lite_preprocessing(224).preprocess_file(folder / "cat.jpg"))
+
+
+# ---------------------------------------------------------------- deploylab evaluate
+def _constant_classifier(path, peak: int = 238):
+    """An ImageNet-shaped model whose output ignores the image: one class for every input."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    bias = np.zeros(1000, np.float32)
+    bias[peak] = 5.0
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("Gemm", ["flat", "w", "b"], ["output"])],
+        "constant",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", 1000])],
+        [numpy_helper.from_array(np.zeros((3, 1000), np.float32), "w"), numpy_helper.from_array(bias, "b")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_cli_evaluate_passes_the_export_and_fails_a_damaged_copy(cli, lite0_onnx, tmp_path):
+    from onnx import numpy_helper
+
+    r = cli("evaluate", lite0_onnx, "--reference", "efficientnet_lite0", "--views", "48")
+    assert r.code == 0, r.out + r.err
+    assert "labelled photos: top-1" in r.out and "fidelity to torch:efficientnet_lite0: PASS" in r.out
+    model = onnx.load(str(lite0_onnx))
+    conv = [n for n in model.graph.node if n.op_type == "Conv"][20]
+    for init in model.graph.initializer:
+        if init.name == conv.input[1]:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.5), init.name))
+    damaged = tmp_path / "damaged.onnx"
+    onnx.save(model, str(damaged))
+    r = cli("evaluate", damaged, "--reference", lite0_onnx, "--views", "48")
+    assert r.code == 1 and ": FAIL top-1 agreement" in r.out, r.out
+
+
+def test_cli_evaluate_calls_a_constant_classifier_degenerate(cli, tmp_path):
+    constant = _constant_classifier(tmp_path / "constant.onnx")
+    r = cli("evaluate", constant, "--reference", constant, "--views", "16")
+    assert r.code == 1 and "DEGENERATE" in r.out and "cannot judge" in r.out, r.out
+    assert "using the default mmcls ImageNet test pipeline" in r.out  # no metadata: says which pipeline
+
+
+def test_cli_evaluate_bad_input(cli, lite0_onnx, lenet_ts_dynamic):
+    one_line_error(cli("evaluate", lite0_onnx, "--views", "0"), "--views 0")
+    one_line_error(cli("evaluate", lite0_onnx, "--min-top1-agreement", "2"), "--min-top1-agreement 2.0")
+    one_line_error(cli("evaluate", lenet_ts_dynamic.path), "not square RGB images")
+    one_line_error(cli("evaluate", lite0_onnx, "--reference", "nope"), "unknown model 'nope'")
+
+
+def test_nncf_int8_ir_keeps_the_metadata(lite0_onnx, tmp_path):
+    from deploylab.data.calibration import image_calibration
+    from deploylab.onnx_tools import preprocessing_for_artifact
+    from deploylab.quantize import quantize_int8_openvino
+
+    calibration = image_calibration(4, seed=0, preprocessing=efficientnet_lite_preprocessing(224))
+    report = quantize_int8_openvino(lite0_onnx, tmp_path / "int8.xml", calibration)
+    prep, source = preprocessing_for_artifact(report.path)
+    assert prep == efficientnet_lite_preprocessing(224) and "int8.xml" in source

@@ -165,20 +165,9 @@ def build_openvino_ir(
         "inputs": {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs},
         "weights": "f32",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        # the ONNX file's deploylab.* metadata (preprocessing, labels): `run` on the IR needs it
-        "metadata": _deploylab_metadata(onnx_path),
     }
     sidecar_path.write_text(json.dumps(sidecar, indent=2))
     return IrBuildReport(xml_path, False, seconds, sidecar["inputs"], sidecar)
-
-
-def _deploylab_metadata(onnx_path: Path) -> dict[str, str]:
-    from deploylab.onnx_tools import read_metadata
-
-    try:
-        return read_metadata(onnx_path)
-    except DeployLabError:
-        return {}
 
 
 def _onnx_dim_names(onnx_path: Path) -> dict[str, list]:

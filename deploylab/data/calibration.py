@@ -251,7 +251,7 @@ def check_calibration_array(array, input_shape: Sequence, source: str = "calibra
     return array
 
 
-def _load_image_folder(folder: Path, shape: tuple) -> np.ndarray:
+def _load_image_folder(folder: Path, shape: tuple, preprocessing=None) -> np.ndarray:
     import cv2
 
     from deploylab.data.images import IMAGE_SUFFIXES
@@ -269,6 +269,8 @@ def _load_image_folder(folder: Path, shape: tuple) -> np.ndarray:
             f"images can only calibrate a model with an N x C x H x W input of fixed C, H, W; this model "
             f"takes {_shape_text(shape)}: give an .npy/.npz file of preprocessed samples instead"
         )
+    if preprocessing is not None and channels == 3 and preprocessing.crop_size == height == width:
+        return preprocessing.batch(paths)  # the model's own pipeline (from its file's metadata)
     if channels == 3 and height == width:
         # mmcls's ratio: resize the short side to 256/224 of the crop, then centre-crop.
         prep = ImagePreprocessing(resize_short=round(height * 256 / 224), crop_size=height)
@@ -287,13 +289,15 @@ def _load_image_folder(folder: Path, shape: tuple) -> np.ndarray:
     )
 
 
-def load_calibration_data(path: str | Path, input_shape: Sequence, limit: int | None = None) -> np.ndarray:
+def load_calibration_data(path: str | Path, input_shape: Sequence, limit: int | None = None,
+                          preprocessing=None) -> np.ndarray:
     """Calibration samples for a model input of ``input_shape`` from a file or folder.
 
     - ``.npy``: one array (N, ...) of preprocessed float samples;
     - ``.npz``: its only array, or the one named ``images``/``calibration``/``input``/``x``;
-    - a folder of JPEG/PNG images: preprocessed as the mmcls ImageNet test pipeline for a
-      3 x S x S input, or greyscale scaled to [0, 1] for a 1 x H x W input.
+    - a folder of JPEG/PNG images: preprocessed with ``preprocessing`` (the model's own, e.g.
+      from its ONNX metadata) or else as the mmcls ImageNet test pipeline for a 3 x S x S
+      input, or greyscale scaled to [0, 1] for a 1 x H x W input.
 
     ``limit`` keeps the first ``limit`` samples. An empty set or samples of the wrong
     shape raise a :class:`DeployLabError` naming the shape.
@@ -303,7 +307,7 @@ def load_calibration_data(path: str | Path, input_shape: Sequence, limit: int | 
     if limit is not None:
         _check_count("limit", limit)
     if path.is_dir():
-        array = _load_image_folder(path, shape)
+        array = _load_image_folder(path, shape, preprocessing)
     elif not path.is_file():
         raise DeployLabError(
             f"calibration data {str(path)!r} does not exist; give an .npy/.npz file or an image folder"

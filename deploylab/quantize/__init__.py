@@ -40,6 +40,8 @@ _EXPORTS = {
     "FidelityBudget": "evaluate",
     "check_fidelity": "evaluate",
     "labelled_accuracy": "evaluate",
+    "evaluate_classifier": "evaluate",
+    "ClassifierReport": "evaluate",
     "LabelledAccuracy": "evaluate",
 }
 

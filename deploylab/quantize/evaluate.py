@@ -210,3 +210,49 @@ def score_preprocessing(runner_or_path, preprocessings: dict) -> list[Preprocess
         nll = float(np.mean(-np.log(np.maximum(mass, np.finfo(np.float64).tiny))))
         scores.append(PreprocessingScore(name, labelled_accuracy(outputs, accepted), float(mass.mean()), nll))
     return sorted(scores, key=lambda s: s.mean_nll)
+
+
+@dataclass
+class ClassifierReport:
+    """An ImageNet classifier judged as a deployment: accuracy on the labelled photos, and
+    (given a reference) fidelity to it over the augmented views."""
+
+    name: str
+    preprocessing: str
+    accuracy: LabelledAccuracy
+    view_accuracy: LabelledAccuracy | None = None
+    reference: str | None = None
+    verdict: FidelityVerdict | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict is None or self.verdict.passed
+
+    def format(self) -> str:
+        lines = [f"{self.name}, {self.preprocessing}",
+                 f"  labelled photos: {self.accuracy.format()}"]
+        if self.view_accuracy is not None:
+            lines.append(f"  labelled views:  {self.view_accuracy.format()}")
+        if self.verdict is not None:
+            lines.append(f"  fidelity to {self.reference}: {self.verdict.format()}")
+        return "\n".join(lines)
+
+
+def evaluate_classifier(runner, preprocessing, reference=None, views: int = 320, seed: int = 0,
+                        budget: FidelityBudget | None = None, batch_size: int = 32) -> ClassifierReport:
+    """Accuracy of ``runner`` on the labelled photos and, with a ``reference`` runner, its
+    fidelity over ``views`` augmented views (top-1 agreement, top-5 overlap, KL, max abs
+    error) judged by ``budget``. Both runners see the same ``preprocessing`` outputs."""
+    from deploylab.data.calibration import labelled_evaluation_views
+
+    images, accepted, _ = labelled_photo_batch(preprocessing)
+    report = ClassifierReport(runner.name, preprocessing.name,
+                              labelled_accuracy(predict(runner, images, batch_size), accepted))
+    if reference is not None:
+        evaluation = labelled_evaluation_views(views, seed=seed, preprocessing=preprocessing)
+        candidate = predict(runner, evaluation.images, batch_size)
+        report.view_accuracy = labelled_accuracy(candidate, evaluation.accepted)
+        report.reference = reference.name
+        report.verdict = check_fidelity(fidelity(predict(reference, evaluation.images, batch_size), candidate),
+                                        budget)
+    return report

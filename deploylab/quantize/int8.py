@@ -238,9 +238,11 @@ def calibration_for_model(
 
     With ``data`` (an .npy/.npz file or an image folder) they are loaded and checked
     against the model input. Without it, a 1x32x32 input gets digits from the train split
-    (300 by default) and a 3x224x224 input augmented views of the shipped photos (64 by
-    default); any other input needs ``data``.
+    (300 by default) and an image input augmented views of the shipped photos (64 by
+    default), preprocessed as the file's deploylab metadata says (else the mmcls pipeline,
+    3x224x224 only); any other input needs ``data``.
     """
+    from deploylab.onnx_tools import preprocessing_for_artifact
     from deploylab.data.calibration import (
         digits_calibration,
         image_calibration,
@@ -251,13 +253,18 @@ def calibration_for_model(
     if num_samples is not None and (isinstance(num_samples, bool) or not isinstance(num_samples, int)
                                     or num_samples < 1):
         raise DeployLabError(f"number of calibration samples {num_samples!r} must be a positive integer")
+    prep, _ = preprocessing_for_artifact(onnx_path)
     if data is not None:
-        samples = load_calibration_data(data, spec.shape, limit=num_samples)
+        samples = load_calibration_data(data, spec.shape, limit=num_samples, preprocessing=prep)
         return samples, f"{len(samples)} samples from {data}"
     sample_shape = tuple(spec.shape[1:])
     if sample_shape == DIGITS_INPUT:
         count = num_samples or DEFAULT_SAMPLES[DIGITS_INPUT]
         return digits_calibration(count, seed), f"{count} digits from the train split (seed {seed})"
+    if prep is not None and sample_shape == prep.input_shape:
+        count = num_samples or DEFAULT_SAMPLES[IMAGENET_INPUT]
+        return (image_calibration(count, seed, preprocessing=prep),
+                f"{count} augmented views of the shipped photos, {prep.name} (seed {seed})")
     if sample_shape == IMAGENET_INPUT:
         count = num_samples or DEFAULT_SAMPLES[IMAGENET_INPUT]
         return image_calibration(count, seed), f"{count} augmented views of the shipped photos (seed {seed})"
