@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deploylab.errors import DeployLabError
+
 
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
@@ -227,3 +229,49 @@ def plot_precision_tradeoff(rows: list[dict], path: str | Path | None = None, qu
     ax_s.tick_params(axis="x", rotation=30)
     ax_s.grid(axis="y", alpha=0.3)
     return _save(fig, path)
+
+
+def plot_quality_speed(rows: list[dict], path: str | Path | None = None, quality_key: str = "top1_agreement",
+                       quality_label: str = "top-1 agreement with fp32"):
+    """Quality vs batch-1 latency (one marker per candidate, named in a legend) and weight size.
+
+    ``rows``: dicts with ``label``, ``backend``, ``latency_ms``, ``size_mib`` and
+    ``quality_key``. The quality axis spans the data with a margin (never a constant
+    axis); sizes are horizontal bars, one per distinct label, so long names stay readable.
+    """
+    from matplotlib.figure import Figure
+
+    if not rows:
+        raise DeployLabError("no rows to plot")
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax_q, ax_s = fig.subplots(1, 2, width_ratios=(1.6, 1))
+    markers = {"onnxruntime": "o", "openvino": "s"}
+    colours = {}
+    for row in rows:
+        colour = colours.setdefault(row["label"], f"C{len(colours) % 10}")
+        ax_q.scatter(row["latency_ms"], row[quality_key], marker=markers.get(row["backend"], "D"), s=55,
+                     color=colour, edgecolor="black", linewidth=0.5, label=f"{row['label']} ({row['backend']})")
+    quality = np.array([row[quality_key] for row in rows], dtype=float)
+    low, high = float(quality.min()), float(quality.max())
+    margin = max(0.05 * (high - low), 0.005)
+    ax_q.set_ylim(low - margin, high + margin)
+    ax_q.set_xlabel("latency at batch 1 (ms, median; lower is better)")
+    ax_q.set_ylabel(quality_label)
+    ax_q.grid(alpha=0.3)
+    ax_q.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    sizes: dict[str, float] = {}
+    for row in rows:
+        sizes.setdefault(row["label"], row["size_mib"])
+    names = list(sizes)[::-1]
+    ax_s.barh(names, [sizes[n] for n in names], color=[colours[n] for n in names])
+    for y, n in enumerate(names):
+        ax_s.annotate(f"{sizes[n]:.1f}", (sizes[n], y), xytext=(3, 0), textcoords="offset points",
+                      va="center", fontsize=7)
+    ax_s.set_xlabel("model weights (MiB)")
+    ax_s.tick_params(axis="y", labelsize=8)
+    ax_s.set_xlim(0, max(sizes.values()) * 1.15)
+    ax_s.grid(axis="x", alpha=0.3)
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+    return fig

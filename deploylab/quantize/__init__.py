@@ -41,6 +41,12 @@ _EXPORTS = {
     "check_fidelity": "evaluate",
     "labelled_accuracy": "evaluate",
     "evaluate_classifier": "evaluate",
+    "quantize_variants": "report",
+    "evaluate_candidates": "report",
+    "CandidateTable": "report",
+    "per_tensor_weight_levels": "report",
+    "zero_range_tensors": "report",
+    "qdq_format": "report",
     "ClassifierReport": "evaluate",
     "LabelledAccuracy": "evaluate",
 }
