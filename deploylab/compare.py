@@ -219,12 +219,9 @@ def overall_verdict(comparisons: list[ArrayComparison]) -> tuple[str, str]:
 
 
 # ---------------------------------------------------------------- runners
-@dataclass
-class RunnerComparison:
-    """Two runners on the same inputs: one :class:`ArrayComparison` per output and input set."""
+class ComparisonVerdicts:
+    """The verdict of a list of :class:`ArrayComparison` (``self.comparisons``), for reports that hold one."""
 
-    reference: str
-    candidate: str
     comparisons: list[ArrayComparison]
 
     @property
@@ -245,6 +242,15 @@ class RunnerComparison:
     def reason(self) -> str:
         """What failed, or why the reference cannot judge, in the comparison behind the verdict."""
         return overall_verdict(self.comparisons)[1]
+
+
+@dataclass
+class RunnerComparison(ComparisonVerdicts):
+    """Two runners on the same inputs: one :class:`ArrayComparison` per output and input set."""
+
+    reference: str
+    candidate: str
+    comparisons: list[ArrayComparison]
 
     def worst(self) -> ArrayComparison:
         return max(self.comparisons, key=lambda c: (c.verdict == "FAIL", not c.passed, c.max_abs_error))

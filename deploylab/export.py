@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploylab.compare import ArrayComparison, compare_arrays, overall_verdict
+from deploylab.compare import ArrayComparison, ComparisonVerdicts, compare_arrays
 from deploylab.errors import DeployLabError
 from deploylab.onnx_tools import OnnxSummary, summarize_onnx
 
@@ -275,31 +275,12 @@ def export_bundle(bundle, path: str | Path, **kwargs) -> ExportReport:
 
 # ---------------------------------------------------------------- parity
 @dataclass
-class ParityReport:
+class ParityReport(ComparisonVerdicts):
     """ONNX Runtime against PyTorch on seeded inputs, one comparison per batch size."""
 
     onnx_path: str
     comparisons: list[ArrayComparison]
     batch_sizes: list[int]
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.comparisons)
-
-    @property
-    def degenerate(self) -> bool:
-        """True when some batch could not be judged: the PyTorch output is degenerate."""
-        return any(c.degenerate for c in self.comparisons)
-
-    @property
-    def verdict(self) -> str:
-        """FAIL if any batch failed, else DEGENERATE if any could not be judged, else PASS."""
-        return overall_verdict(self.comparisons)[0]
-
-    @property
-    def reason(self) -> str:
-        """What failed, or why the reference cannot judge, in the batch behind the verdict."""
-        return overall_verdict(self.comparisons)[1]
 
     @property
     def max_abs_error(self) -> float:
