@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 from deploylab.backends.openvino import OpenVinoRunner, build_openvino_ir, default_inference_precision
 from deploylab.backends.torch_eager import TorchEagerRunner
-from deploylab.bench import time_interleaved
+from deploylab.bench import time_blocks
 from deploylab.env import collect_environment
 from deploylab.export import export_bundle
 from deploylab.models import resolve_model
@@ -27,7 +28,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads for every engine (equal across engines; default: all cores)")
     args = parser.parse_args(argv)
+    threads = args.threads
     results = {"environment": collect_environment(), "openvino_default": default_inference_precision()}
     bundle = resolve_model("resnet18")
     with tempfile.TemporaryDirectory() as tmp:
@@ -42,16 +46,18 @@ def main(argv=None) -> int:
         results["ir_build_s"], results["ir_reuse_s"] = rebuild.seconds, reuse.seconds
 
         runners = {
-            "torch eager": TorchEagerRunner(bundle),
-            "onnxruntime": OnnxRuntimeRunner(onnx_path),
-            "openvino f32": OpenVinoRunner(rebuild.xml_path, precision="fp32"),
-            "openvino default": OpenVinoRunner(rebuild.xml_path, precision=None),
+            "torch eager": TorchEagerRunner(bundle, threads=threads),
+            "onnxruntime": OnnxRuntimeRunner(onnx_path, intra_op_threads=threads),
+            "openvino f32": OpenVinoRunner(rebuild.xml_path, precision="fp32", threads=threads),
+            "openvino default": OpenVinoRunner(rebuild.xml_path, precision=None, threads=threads),
         }
         feed = {"input": np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)}
         for runner in runners.values():
             runner.activate()
-        timings = time_interleaved({k: (lambda r=r: r.infer(feed)) for k, r in runners.items()},
-                                   warmup=5, repeats=args.repeats)
+        # engine by engine in blocks with pauses: no engine's spinning threads slow the next one
+        timings = time_blocks({k: (lambda r=r: r.infer(feed)) for k, r in runners.items()},
+                              rounds=5, block=max(1, args.repeats // 5))
+        print(f"engines timed in blocks (5 rounds, rotating order, pauses between blocks), {threads} threads each")
         base = timings["torch eager"].median_ms
         default_precision = runners["openvino default"].inference_precision
         for key, stats in timings.items():

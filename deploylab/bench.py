@@ -108,7 +108,10 @@ def time_interleaved(
 ) -> dict[str, TimingStats]:
     """Time several callables in alternation (ABAB...), so drift in machine load hits all alike.
 
-    This is the method for ratios: both sides see the same background load.
+    Only for A/B pairs of the *same* engine (e.g. ``session.run`` vs IO binding on one
+    session). Never across engines: an engine's worker threads keep spinning for a while
+    after a call returns and take the cores from the next engine's call (ONNX Runtime's
+    intra-op pool, OpenMP, OpenVINO's executor). Compare engines with :func:`time_blocks`.
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -120,6 +123,55 @@ def time_interleaved(
             fn()
             samples[key].append(time.perf_counter_ns() - t0)
     return {k: summarize_timings(k, v, items_per_call) for k, v in samples.items()}
+
+
+# After a call, ONNX Runtime's and OpenMP's idle workers spin before they park; a pause this
+# long between two engines' blocks lets them park (ORT's spin phase is a few ms by default).
+DEFAULT_BLOCK_PAUSE_S = 0.2
+
+
+def time_blocks(
+    fns: dict[str, Callable[[], object]],
+    rounds: int = 5,
+    block: int = 20,
+    warmup: int = 3,
+    pause_s: float = DEFAULT_BLOCK_PAUSE_S,
+    items_per_call: int = 1,
+) -> dict[str, TimingStats]:
+    """The cross-engine method: engine by engine in blocks, with pauses, rounds rotating the order.
+
+    Each round runs, for every callable in turn, ``pause_s`` of idle time (so the previous
+    engine's spinning threads park), ``warmup`` untimed calls, then ``block`` timed calls.
+    The order rotates from round to round, so no callable always follows the same
+    neighbour. The reported median is the median over rounds of the block medians (slow
+    drift in machine load moves whole blocks, not the ranking); min, p90 and p99 come from
+    all ``rounds * block`` samples.
+    """
+    if rounds < 1 or block < 1 or warmup < 0 or pause_s < 0:
+        raise DeployLabError(f"rounds and block must be >= 1, warmup and pause_s >= 0; got rounds={rounds}, "
+                             f"block={block}, warmup={warmup}, pause_s={pause_s}")
+    keys = list(fns)
+    samples: dict[str, list[int]] = {k: [] for k in keys}
+    block_medians: dict[str, list[float]] = {k: [] for k in keys}
+    for r in range(rounds):
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            time.sleep(pause_s)
+            fn = fns[key]
+            for _ in range(warmup):
+                fn()
+            timed = []
+            for _ in range(block):
+                t0 = time.perf_counter_ns()
+                fn()
+                timed.append(time.perf_counter_ns() - t0)
+            samples[key] += timed
+            block_medians[key].append(float(np.median(timed)))
+    results = {}
+    for key in keys:
+        stats = summarize_timings(key, samples[key], items_per_call)
+        stats.median_ms = float(np.median(block_medians[key])) / 1e6
+        results[key] = stats
+    return results
 
 
 # ================================================================ runners: one batch size, a sweep, concurrency

@@ -303,3 +303,60 @@ def test_cli_bench_refuses_when_no_backend_accepts_any_batch(lenet_ir, lenet_ts1
     code = main(["bench", str(tmp_path / "missing.onnx")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "missing.onnx" in err[0] and "does not exist" in err[0]
+
+
+# ---------------------------------------------------------------- cross-engine method
+def _spinning_neighbour(spin_s: float = 0.05):
+    """A call that returns at once but leaves threads burning every core for ``spin_s``
+    afterwards, as an engine's spinning worker pool does."""
+    import os
+
+    def call():
+        def spin(until):
+            x = np.ones((256, 256))
+            while time.perf_counter() < until:
+                x @ x  # BLAS releases the GIL: this takes a core
+        until = time.perf_counter() + spin_s
+        for _ in range(os.cpu_count() or 2):
+            threading.Thread(target=spin, args=(until,), daemon=True).start()
+
+    return call
+
+
+def _victim():
+    a = np.random.default_rng(0).random((384, 384))
+
+    def call():  # about 5-10 ms of single-threaded BLAS
+        for _ in range(4):
+            a @ a
+
+    return call
+
+
+def test_block_method_is_not_fooled_by_a_spinning_neighbour():
+    """Call by call, the victim runs while the neighbour's threads burn the cores; in blocks
+    with pauses they have stopped before the victim's block starts."""
+    from threadpoolctl import threadpool_limits
+
+    from deploylab.bench import time_blocks, time_interleaved
+
+    with threadpool_limits(1):  # the victim: one thread, CPU-bound
+        victim, neighbour = _victim(), _spinning_neighbour()
+        alone = [time_blocks({"victim": victim}, rounds=3, block=10, pause_s=0.05)["victim"].median_ms]
+        interleaved = time_interleaved({"victim": victim, "neighbour": neighbour}, warmup=2, repeats=30)
+        time.sleep(0.2)
+        blocks = time_blocks({"victim": victim, "neighbour": neighbour}, rounds=4, block=15, pause_s=0.1)
+        alone.append(time_blocks({"victim": victim}, rounds=3, block=10, pause_s=0.05)["victim"].median_ms)
+    fooled, fair = interleaved["victim"].median_ms, blocks["victim"].median_ms
+    assert fooled > 1.3 * fair, (fooled, fair, alone)
+    assert fair < 1.3 * max(alone), (fair, alone)
+    assert blocks["victim"].repeats == 60 and blocks["neighbour"].repeats == 60
+
+
+def test_time_blocks_rejects_bad_settings():
+    from deploylab.bench import time_blocks
+
+    with pytest.raises(DeployLabError, match="rounds and block must be >= 1"):
+        time_blocks({"f": lambda: None}, rounds=0)
+    with pytest.raises(DeployLabError, match="pause_s"):
+        time_blocks({"f": lambda: None}, pause_s=-1)
