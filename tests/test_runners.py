@@ -583,3 +583,15 @@ def test_make_runner(lenet_ts_dynamic):
         make_runner("warp", lenet_ts_dynamic.path)
     assert re.search(r"unknown backend\(s\) 'warp'; available: .*onnxruntime", str(info.value))
     assert str(info.value).endswith(", ".join(BACKENDS))
+
+
+def test_onnxruntime_spinning_can_be_turned_off(lenet_ts_dynamic):
+    from deploylab.backends.onnxruntime import OnnxRuntimeRunner
+
+    quiet = OnnxRuntimeRunner(lenet_ts_dynamic.path, intra_op_threads=2, spinning=False).activate()
+    entries = quiet.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+    assert entries == "0"
+    assert quiet.with_model(lenet_ts_dynamic.path).spinning is False
+    default = OnnxRuntimeRunner(lenet_ts_dynamic.path).activate()
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # ORT's default: spinning on
+        default.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
