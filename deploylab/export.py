@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -212,7 +213,13 @@ def _finish_file(path: Path, dynamic_batch: bool, metadata: dict[str, str]) -> N
         set_metadata(model, metadata)
         changed = True
     if changed:
-        onnx.save(model, str(path))
+        # write beside the file, then rename: a failed save never leaves a half-written export
+        partial = path.with_name(f".{path.name}.partial")
+        try:
+            onnx.save(model, str(partial))
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def _name_batch_dim(model) -> bool:

@@ -227,3 +227,27 @@ def test_dynamic_batch_request_that_forward_specialises_warns(tmp_path):
     messages = [str(w.message) for w in caught if w.category is ExportWarning]
     assert report.summary.inputs[0].shape[0] == 2
     assert any("fixed batch of 2" in m for m in messages), messages
+
+
+def test_metadata_rewrite_is_atomic(lenet_bundle, tmp_path, monkeypatch):
+    """A save that fails while writing the metadata leaves the exported file whole and no partial file."""
+    import onnx
+
+    from deploylab import export as export_module
+
+    real_save = onnx.save
+
+    def failing_save(model, path, *args, **kwargs):
+        if str(path).endswith(".partial"):
+            with open(path, "wb") as f:
+                f.write(b"half")
+            raise OSError(28, "No space left on device")
+        return real_save(model, path, *args, **kwargs)
+
+    out = tmp_path / "lenet.onnx"
+    monkeypatch.setattr(onnx, "save", failing_save)
+    with pytest.raises(OSError, match="No space left"):
+        export_module.export_bundle(lenet_bundle, out, exporter="torchscript", opset=11)
+    monkeypatch.setattr(onnx, "save", real_save)
+    onnx.checker.check_model(onnx.load(str(out)))  # the exporter's file, not a torn one
+    assert [p.name for p in tmp_path.iterdir()] == ["lenet.onnx"]

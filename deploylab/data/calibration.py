@@ -80,6 +80,16 @@ def _random_crop(image: np.ndarray, rng: np.random.Generator, area: tuple[float,
     return image[top : top + ch, left : left + cw]
 
 
+def _rescale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Resize by ``scale`` (at least 8 px a side): INTER_AREA to shrink, INTER_LINEAR to grow."""
+    import cv2
+
+    h, w = image.shape[:2]
+    size = (max(8, round(w * scale)), max(8, round(h * scale)))
+    return cv2.resize(np.ascontiguousarray(image), size,
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
 def _calibration_view(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
     """Crop (30-100 % of the area), maybe mirror, rescale x0.6-1.4, brightness x0.75-1.25. No rotation."""
     import cv2
@@ -89,10 +99,7 @@ def _calibration_view(image: np.ndarray, rng: np.random.Generator) -> tuple[np.n
     if flip:
         view = view[:, ::-1]
     scale = rng.uniform(0.6, 1.4)
-    h, w = view.shape[:2]
-    size = (max(8, round(w * scale)), max(8, round(h * scale)))
-    view = cv2.resize(np.ascontiguousarray(view), size,
-                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    view = _rescale(view, scale)
     gain = rng.uniform(0.75, 1.25)
     params = {"rotate_deg": 0.0, "flip": flip, "scale": round(scale, 4), "gain": round(gain, 4)}
     return cv2.convertScaleAbs(view, alpha=gain, beta=0), params
@@ -119,9 +126,7 @@ def _evaluation_view(image: np.ndarray, rng: np.random.Generator) -> tuple[np.nd
     if flip:
         view = view[:, ::-1]
     scale = rng.uniform(0.7, 1.3)
-    vh, vw = view.shape[:2]
-    view = cv2.resize(np.ascontiguousarray(view), (max(8, round(vw * scale)), max(8, round(vh * scale))),
-                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    view = _rescale(view, scale)
     contrast, offset = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
     view = cv2.convertScaleAbs(view, alpha=contrast, beta=offset)
     blur = bool(rng.random() < 0.3)

@@ -17,7 +17,8 @@ ONNX Runtime route, in three steps that deploylab keeps visible:
    file instead of calibrating again. The per-layer sensitivity analysis reuses the same
    cache for every variant.
 
-The defaults follow what was measured (see COURSE.md): pre-processed, unsigned int8
+The defaults follow what was measured (notebook 06 and ``benchmarks/bench_quantization.py``
+measure them again on your CPU): pre-processed, unsigned int8
 activations (``uint8``), signed per-channel weights. On an x86 CPU without VNNI, ORT's
 integer kernels multiply uint8 x int8 pairs with AVX2 ``vpmaddubsw``, whose int16 sum
 saturates when weights use all 8 bits; ``reduce_range=None`` therefore picks 7-bit weights
