@@ -287,3 +287,13 @@ def test_export_with_torchvision_init_cannot_judge_its_parity(cli, tmp_path):
     assert r.err.strip().splitlines()[-1].startswith("deploylab export: DEGENERATE, cannot judge: ")
     r = cli(*args)
     assert r.code == 0 and "parity ONNX Runtime vs PyTorch: PASS" in r.out, r.out + r.err
+
+
+def test_bad_reference_init_is_one_line(cli, lenet_onnx):
+    r = cli("compare", lenet_onnx, "--reference", "torchvision:resnet18", "--reference-init", "random")
+    one_line_error(r, "--reference-init", "'random'")
+    from deploylab.errors import DeployLabError
+    from deploylab.models import resolve_model
+
+    with pytest.raises(DeployLabError, match="unknown init 'random' for torchvision:resnet18"):
+        resolve_model("torchvision:resnet18", init="random")
