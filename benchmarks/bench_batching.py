@@ -2,12 +2,13 @@
 the best deploylab path's images/s against PyTorch eager at batch 1, and the harness's own
 overhead per timed call, all measured in one run.
 
-Run: .venv/bin/python benchmarks/bench_batching.py [--repeats N] [--batch 1,2,4,8,16,32] [--json out.json]
+Run: .venv/bin/python benchmarks/bench_batching.py [--repeats N] [--threads N] [--batch 1,2,4,8,16,32] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +23,9 @@ from deploylab.models import resolve_model
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=20, help="timed calls per point (p90 needs 20)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="threads for every engine (equal across engines; default: all cores)")
     parser.add_argument("--batch", default="1,2,4,8,16,32")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -33,10 +36,11 @@ def main(argv=None) -> int:
                                   dynamic_batch=True).path
         profile = {"input": ((1, 3, 224, 224), (8, 3, 224, 224), (max(sizes), 3, 224, 224))}
         xml = build_openvino_ir(onnx_path, Path(tmp) / "r18.xml", profile).xml_path
-        runners = {"torch eager": TorchEagerRunner(bundle), "onnxruntime": OnnxRuntimeRunner(onnx_path),
-                   "openvino": OpenVinoRunner(xml, precision="fp32")}
+        runners = {"torch eager": TorchEagerRunner(bundle, threads=args.threads),
+                   "onnxruntime": OnnxRuntimeRunner(onnx_path, intra_op_threads=args.threads),
+                   "openvino": OpenVinoRunner(xml, precision="fp32", threads=args.threads)}
         results = sweep(runners, sizes, warmup=2, repeats=args.repeats, progress=False)
-    print(results.table())
+    print(results.table())  # its first line names the machine
     by = {name: {r.batch_size: r.throughput_per_s for r in results.for_runner(name)} for name in runners}
     print()
     for name, tput in by.items():

@@ -19,7 +19,7 @@ from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 from deploylab.backends.openvino import OpenVinoRunner, build_openvino_ir, default_inference_precision
 from deploylab.backends.torch_eager import TorchEagerRunner
 from deploylab.bench import time_blocks
-from deploylab.env import collect_environment
+from deploylab.env import collect_environment, machine_line
 from deploylab.export import export_bundle
 from deploylab.models import resolve_model
 
@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     threads = args.threads
     results = {"environment": collect_environment(), "openvino_default": default_inference_precision()}
+    print(machine_line(results["environment"]))
     bundle = resolve_model("resnet18")
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_bundle(bundle, Path(tmp) / "resnet18.onnx", exporter="torchscript", opset=17,
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
         default_precision = runners["openvino default"].inference_precision
         for key, stats in timings.items():
             label = key + (f" ({default_precision})" if key == "openvino default" else "")
-            print(f"{label:<24} median {stats.median_ms:7.2f} ms  p90 {stats.p90_ms:7.2f} ms  "
+            print(f"{label:<24} median {stats.median_ms:7.2f} ms ({stats.spread_text()})  "
                   f"speed-up vs torch eager {base / stats.median_ms:5.2f}x")
             results[key] = {**stats.to_dict(), "speedup_vs_torch": base / stats.median_ms}
     if args.json:

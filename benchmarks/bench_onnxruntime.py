@@ -19,7 +19,7 @@ import numpy as np
 
 from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 from deploylab.bench import time_interleaved
-from deploylab.env import collect_environment
+from deploylab.env import collect_environment, machine_line
 from deploylab.export import export_bundle
 from deploylab.models import resolve_model
 
@@ -30,6 +30,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     results = {"environment": collect_environment()}
+    print(machine_line(results["environment"]))
+    print("same-engine A/B pairs on one session: timed call by call, interleaved (they share one thread pool)")
     with tempfile.TemporaryDirectory() as tmp:
         resnet = export_bundle(resolve_model("resnet18"), Path(tmp) / "resnet18.onnx",
                                exporter="torchscript", opset=17, dynamic_batch=True).path

@@ -1,5 +1,5 @@
 """ResNet-18 batch 1 on this CPU: every precision/engine path against ONNX Runtime fp32 and
-PyTorch eager fp32, measured interleaved in one run. Goals (issue 6): the best int8 path
+PyTorch eager fp32, measured engine by engine in blocks, in one run. Goals (issue 6): the best int8 path
 >= 2.5x faster than ONNX Runtime fp32; the best deploylab path >= 8x faster than PyTorch eager.
 
 Run: .venv/bin/python benchmarks/bench_quantization.py [--repeats N] [--json out.json]
@@ -21,7 +21,7 @@ from deploylab.backends.openvino import OpenVinoRunner
 from deploylab.backends.torch_eager import TorchEagerRunner
 from deploylab.bench import time_blocks, time_call
 from deploylab.data.calibration import image_calibration
-from deploylab.env import collect_environment, format_environment
+from deploylab.env import collect_environment, machine_line
 from deploylab.export import export_bundle
 from deploylab.models import resolve_model
 from deploylab.quantize import convert_to_fp16, quantize_int8_onnxruntime, quantize_int8_openvino
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     threads = args.threads
     env = collect_environment()
-    print(format_environment(env).splitlines()[3], "\n")
+    print(machine_line(env), "\n")
     bundle = resolve_model("resnet18")
     calib = image_calibration(32, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     eager = timings["torch eager fp32"].median_ms
     for name, stats in timings.items():
         print(f"{name:<44} {stats.median_ms:7.2f} ms   vs ORT fp32 {ort32 / stats.median_ms:5.2f}x   "
-              f"vs torch eager {eager / stats.median_ms:5.2f}x")
+              f"vs torch eager {eager / stats.median_ms:5.2f}x   ({stats.spread_text()})")
     int8 = min((k for k in timings if "int8" in k), key=lambda k: timings[k].median_ms)
     best = min((k for k in timings if not k.startswith("torch")), key=lambda k: timings[k].median_ms)
     print(f"\nPyTorch eager in the block comparison {eager:.2f} ms vs alone {eager_alone.median_ms:.2f} ms: "

@@ -28,19 +28,34 @@ import numpy as np
 from deploylab.errors import DeployLabError
 
 
+# A percentile is only printed when the samples can support it: the 90th needs at least
+# 20 samples (two above it), the 99th at least 100. Below that they are None.
+MIN_SAMPLES_P90 = 20
+MIN_SAMPLES_P99 = 100
+
+
 @dataclass
 class TimingStats:
-    """Per-call latency statistics in milliseconds over ``repeats`` timed calls."""
+    """Per-call latency statistics in milliseconds over ``repeats`` timed calls.
+
+    ``q1_ms``/``q3_ms`` are the quartiles (their distance, the IQR, is the spread);
+    ``p90_ms`` is None below :data:`MIN_SAMPLES_P90` samples and ``p99_ms`` below
+    :data:`MIN_SAMPLES_P99`. ``method`` says how the samples were taken (``"calls"``:
+    back to back; ``"interleaved"``; ``"blocks ..."``: see :func:`time_blocks`).
+    """
 
     label: str
     repeats: int
     median_ms: float
     mean_ms: float
     min_ms: float
-    p90_ms: float
-    p99_ms: float
+    q1_ms: float
+    q3_ms: float
+    p90_ms: float | None
+    p99_ms: float | None
     stdev_ms: float
     items_per_call: int = 1
+    method: str = "calls"
 
     @property
     def throughput(self) -> float:
@@ -48,36 +63,88 @@ class TimingStats:
         return self.items_per_call * 1000.0 / self.median_ms if self.median_ms > 0 else float("inf")
 
     @property
+    def iqr_ms(self) -> float:
+        return self.q3_ms - self.q1_ms
+
+    @property
     def spread(self) -> float:
-        """(p90 - min) / median: how noisy the measurement was."""
-        return (self.p90_ms - self.min_ms) / self.median_ms if self.median_ms > 0 else 0.0
+        """IQR / median: how noisy the measurement was (0.05 = the middle half within 5 %)."""
+        return self.iqr_ms / self.median_ms if self.median_ms > 0 else 0.0
+
+    @property
+    def upper_ms(self) -> float:
+        """The upper end to draw or quote: p90 where the samples support it, else q3."""
+        return self.p90_ms if self.p90_ms is not None else self.q3_ms
 
     def to_dict(self) -> dict:
         data = asdict(self)
         data["throughput_per_s"] = self.throughput
         return data
 
+    def spread_text(self) -> str:
+        """``"n=30, min 7.9, IQR 8.1-8.6, p90 9.0 ms"``: the sample count and the spread it supports."""
+        text = f"n={self.repeats}, min {self.min_ms:.3g}, IQR {self.q1_ms:.3g}-{self.q3_ms:.3g}"
+        if self.p90_ms is not None:
+            text += f", p90 {self.p90_ms:.3g}"
+        if self.p99_ms is not None:
+            text += f", p99 {self.p99_ms:.3g}"
+        return text + " ms"
+
     def format(self) -> str:
-        return (f"{self.label}: median {self.median_ms:.3f} ms (p90 {self.p90_ms:.3f}, min {self.min_ms:.3f}, "
-                f"n={self.repeats}), {self.throughput:.1f} items/s")
+        return f"{self.label}: median {self.median_ms:.3f} ms ({self.spread_text()}), {self.throughput:.1f} items/s"
 
 
-def summarize_timings(label: str, samples_ns: list[int] | np.ndarray, items_per_call: int = 1) -> TimingStats:
-    """Statistics of raw per-call durations in nanoseconds."""
+def summarize_timings(label: str, samples_ns: list[int] | np.ndarray, items_per_call: int = 1,
+                      method: str = "calls") -> TimingStats:
+    """Statistics of raw per-call durations in nanoseconds (percentiles only where n supports them)."""
     if len(samples_ns) == 0:
         raise DeployLabError(f"no timings for {label!r}: repeats must be at least 1")
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
+    q1, median, q3 = np.percentile(ms, (25, 50, 75))
     return TimingStats(
         label=label,
         repeats=len(ms),
-        median_ms=float(np.median(ms)),
+        median_ms=float(median),
         mean_ms=float(ms.mean()),
         min_ms=float(ms.min()),
-        p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)),
+        q1_ms=float(q1),
+        q3_ms=float(q3),
+        p90_ms=float(np.percentile(ms, 90)) if len(ms) >= MIN_SAMPLES_P90 else None,
+        p99_ms=float(np.percentile(ms, 99)) if len(ms) >= MIN_SAMPLES_P99 else None,
         stdev_ms=float(statistics.pstdev(ms)) if len(ms) > 1 else 0.0,
         items_per_call=items_per_call,
+        method=method,
     )
+
+
+@dataclass
+class TimingComparison:
+    """Two timings side by side: ``ratio`` = slower median / faster median, and whether it is real.
+
+    ``measurable`` is False when either median lies inside the other's interquartile
+    range: the difference is then smaller than the noise of the measurement.
+    """
+
+    faster: TimingStats
+    slower: TimingStats
+    ratio: float
+    measurable: bool
+
+    def sentence(self, unit: str = "faster") -> str:
+        """``"ort is 2.10x faster than eager"`` or ``"no measurable difference between ..."``."""
+        a, b = self.faster.label, self.slower.label
+        if not self.measurable:
+            return (f"no measurable difference between {a} and {b} ({self.ratio:.2f}x, within the spread of "
+                    f"the measurements)")
+        return f"{a} is {self.ratio:.2f}x {unit} than {b}"
+
+
+def compare_timings(a: TimingStats, b: TimingStats) -> TimingComparison:
+    """Which of two timings is faster, by how much, and whether the difference exceeds the spread."""
+    faster, slower = (a, b) if a.median_ms <= b.median_ms else (b, a)
+    ratio = slower.median_ms / faster.median_ms if faster.median_ms > 0 else float("inf")
+    within = (slower.q1_ms <= faster.median_ms <= slower.q3_ms) or (faster.q1_ms <= slower.median_ms <= faster.q3_ms)
+    return TimingComparison(faster, slower, ratio, measurable=not within)
 
 
 def time_call(
@@ -100,7 +167,7 @@ def time_call(
         t0 = time.perf_counter_ns()
         fn()
         samples.append(time.perf_counter_ns() - t0)
-    return summarize_timings(label, samples, items_per_call)
+    return summarize_timings(label, samples, items_per_call, method="calls")
 
 
 def time_interleaved(
@@ -122,11 +189,13 @@ def time_interleaved(
             t0 = time.perf_counter_ns()
             fn()
             samples[key].append(time.perf_counter_ns() - t0)
-    return {k: summarize_timings(k, v, items_per_call) for k, v in samples.items()}
+    return {k: summarize_timings(k, v, items_per_call, method="interleaved") for k, v in samples.items()}
 
 
-# After a call, ONNX Runtime's and OpenMP's idle workers spin before they park; a pause this
-# long between two engines' blocks lets them park (ORT's spin phase is a few ms by default).
+# After a call, ONNX Runtime's and OpenMP's idle workers spin before they park. A pause this
+# long between two engines' blocks lets them park: measured with :func:`spin_park_time`
+# (benchmarks/bench_contention.py), a spinning ORT session stops slowing the next engine
+# after a pause of a few milliseconds on the course's 2-core machines; 0.2 s leaves a wide margin.
 DEFAULT_BLOCK_PAUSE_S = 0.2
 
 
@@ -136,20 +205,23 @@ def time_blocks(
     block: int = 20,
     warmup: int = 3,
     pause_s: float = DEFAULT_BLOCK_PAUSE_S,
-    items_per_call: int = 1,
+    items_per_call: int | Mapping[str, int] = 1,
+    min_block_seconds: float = 0.0,
 ) -> dict[str, TimingStats]:
     """The cross-engine method: engine by engine in blocks, with pauses, rounds rotating the order.
 
     Each round runs, for every callable in turn, ``pause_s`` of idle time (so the previous
-    engine's spinning threads park), ``warmup`` untimed calls, then ``block`` timed calls.
-    The order rotates from round to round, so no callable always follows the same
-    neighbour. The reported median is the median over rounds of the block medians (slow
-    drift in machine load moves whole blocks, not the ranking); min, p90 and p99 come from
-    all ``rounds * block`` samples.
+    engine's spinning threads park), ``warmup`` untimed calls, then ``block`` timed calls
+    (more until ``min_block_seconds`` have passed). The order rotates from round to round,
+    so no callable always follows the same neighbour. The reported median is the median
+    over rounds of the block medians (slow drift in machine load moves whole blocks, not
+    the ranking); min, quartiles and percentiles come from all samples. ``items_per_call``
+    may differ per callable (a dict), e.g. to compare one batch of 8 with 8 single calls.
     """
-    if rounds < 1 or block < 1 or warmup < 0 or pause_s < 0:
-        raise DeployLabError(f"rounds and block must be >= 1, warmup and pause_s >= 0; got rounds={rounds}, "
-                             f"block={block}, warmup={warmup}, pause_s={pause_s}")
+    if rounds < 1 or block < 1 or warmup < 0 or pause_s < 0 or min_block_seconds < 0:
+        raise DeployLabError(f"rounds and block must be >= 1, warmup, pause_s and min_block_seconds >= 0; got "
+                             f"rounds={rounds}, block={block}, warmup={warmup}, pause_s={pause_s}, "
+                             f"min_block_seconds={min_block_seconds}")
     keys = list(fns)
     samples: dict[str, list[int]] = {k: [] for k in keys}
     block_medians: dict[str, list[float]] = {k: [] for k in keys}
@@ -160,18 +232,102 @@ def time_blocks(
             for _ in range(warmup):
                 fn()
             timed = []
-            for _ in range(block):
+            start = time.perf_counter()
+            while len(timed) < block or time.perf_counter() - start < min_block_seconds:
                 t0 = time.perf_counter_ns()
                 fn()
                 timed.append(time.perf_counter_ns() - t0)
             samples[key] += timed
             block_medians[key].append(float(np.median(timed)))
+    method = f"blocks: {rounds} rounds of >= {block} calls, {pause_s:g} s pause, rotating order"
     results = {}
     for key in keys:
-        stats = summarize_timings(key, samples[key], items_per_call)
+        items = items_per_call[key] if isinstance(items_per_call, Mapping) else items_per_call
+        stats = summarize_timings(key, samples[key], items, method=method)
         stats.median_ms = float(np.median(block_medians[key])) / 1e6
         results[key] = stats
     return results
+
+
+@dataclass
+class SpinParkTime:
+    """How much a spinning neighbour slows the next call, by pause between them.
+
+    ``with_ms[i]``: the victim's median right after the neighbour's call and a pause of
+    ``pauses_ms[i]``; ``alone_ms[i]``: the same with no neighbour call (so the victim's own
+    threads have been idle about as long). ``park_ms`` is the shortest pause from which
+    on the slowdown stays under ``threshold`` (None if none did).
+    """
+
+    pauses_ms: list[float]
+    with_ms: list[float]
+    alone_ms: list[float]
+    threshold: float
+    samples_per_pause: int
+
+    @property
+    def slowdown(self) -> list[float]:
+        return [w / a if a > 0 else float("inf") for w, a in zip(self.with_ms, self.alone_ms)]
+
+    @property
+    def park_ms(self) -> float | None:
+        ratios = self.slowdown
+        for i, pause in enumerate(self.pauses_ms):
+            if all(x < self.threshold for x in ratios[i:]):
+                return pause
+        return None
+
+    def format(self) -> str:
+        lines = [f"pause after the neighbour   victim alone   after the neighbour   slowdown   "
+                 f"(medians, n={self.samples_per_pause} each)"]
+        lines += [f"  {pause:8.1f} ms               {alone:8.2f} ms     {with_:8.2f} ms          {x:5.2f}x"
+                  for pause, alone, with_, x in zip(self.pauses_ms, self.alone_ms, self.with_ms, self.slowdown)]
+        park = self.park_ms
+        lines.append(f"the neighbour's threads stop slowing the next call after a pause of {park:g} ms "
+                     f"(slowdown < {self.threshold:.2f}x from there on)" if park is not None
+                     else f"no pause tried brought the slowdown under {self.threshold:.2f}x")
+        return "\n".join(lines)
+
+
+def spin_park_time(
+    neighbour: Callable[[], object],
+    victim: Callable[[], object],
+    pauses_ms=(0, 1, 2, 5, 10, 50, 200),
+    samples: int = 15,
+    threshold: float = 1.1,
+) -> SpinParkTime:
+    """Measure how long after a call an engine's threads keep stealing cores from the next one.
+
+    For each pause, ``samples`` times: call ``neighbour``, sleep the pause, time one call
+    of ``victim``; then the same without the neighbour's call. Use a victim that needs all
+    cores (e.g. PyTorch eager with ``threads`` = the core count) and a neighbour whose pool
+    spins (ONNX Runtime's default). The pause :func:`time_blocks` uses must exceed ``park_ms``.
+    """
+    samples = _positive_int(samples, "samples")
+    pauses = [float(p) for p in pauses_ms]
+    if not pauses or min(pauses) < 0:
+        raise DeployLabError(f"pauses_ms must be non-negative milliseconds, got {pauses_ms!r}")
+    for _ in range(3):
+        neighbour()
+        victim()
+
+    def victim_after(pause_ms: float, with_neighbour: bool) -> float:
+        timed = []
+        for _ in range(samples):
+            if with_neighbour:
+                neighbour()
+            time.sleep(pause_ms / 1000.0)
+            t0 = time.perf_counter_ns()
+            victim()
+            timed.append(time.perf_counter_ns() - t0)
+        return float(np.median(timed)) / 1e6
+
+    with_ms, alone_ms = [], []
+    for pause in pauses:
+        with_ms.append(victim_after(pause, with_neighbour=True))
+        time.sleep(DEFAULT_BLOCK_PAUSE_S)
+        alone_ms.append(victim_after(pause, with_neighbour=False))
+    return SpinParkTime(pauses, with_ms, alone_ms, threshold, samples)
 
 
 # ================================================================ runners: one batch size, a sweep, concurrency
@@ -186,8 +342,10 @@ MIN_REPEATS_WITH_BUDGET = 3
 # Requests each worker handles per timed round of benchmark_concurrent: enough that the
 # start and drain of a round are a small part of it.
 REQUESTS_PER_WORKER_PER_ROUND = 8
-CSV_COLUMNS = ("runner", "backend", "batch", "mode", "concurrency", "median_ms", "p90_ms", "p99_ms", "min_ms",
-               "throughput_per_s", "per_item_ms", "threads", "precision")
+CSV_COLUMNS = ("runner", "backend", "batch", "mode", "concurrency", "n", "median_ms", "q1_ms", "q3_ms", "p90_ms",
+               "p99_ms", "min_ms", "throughput_per_s", "per_item_ms", "threads", "spinning", "precision", "method")
+# Rounds per batch size in a sweep: every runner's block runs once per round, order rotating.
+DEFAULT_SWEEP_ROUNDS = 3
 # OpenVINO reports f32/bf16/f16; deploylab names precisions fp32/bf16/fp16 everywhere.
 _PRECISION_NAMES = {"f32": "fp32", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
                     "f16": "fp16", "fp16": "fp16", "float16": "fp16"}
@@ -195,7 +353,11 @@ _PRECISION_NAMES = {"f32": "fp32", "fp32": "fp32", "float32": "fp32", "bf16": "b
 
 def _stats_from_dict(data: dict) -> TimingStats:
     fields = TimingStats.__dataclass_fields__
-    return TimingStats(**{k: v for k, v in data.items() if k in fields})
+    known = {k: v for k, v in data.items() if k in fields}
+    # Files written before quartiles were recorded: the median stands in for them.
+    known.setdefault("q1_ms", known.get("median_ms"))
+    known.setdefault("q3_ms", known.get("median_ms"))
+    return TimingStats(**known)
 
 
 @dataclass
@@ -207,8 +369,10 @@ class BenchmarkResult:
     the wall times of timed rounds of many requests, ``stats.items_per_call`` items each.
     ``throughput_per_s`` is items per second: batch_size * 1000 / median_ms for sync, all
     items / total wall time of the rounds for async. ``threads`` is what the runner was
-    asked for (None = the engine's default); ``precision`` what it computes in (fp32
-    unless the runner reports otherwise, as OpenVINO's ``inference_precision`` does).
+    asked for (None = the engine's default); ``spinning`` whether its idle worker threads
+    spin (ONNX Runtime's ``allow_spinning``; None where the runner does not say);
+    ``precision`` what it computes in (fp32 unless the runner reports otherwise, as
+    OpenVINO's ``inference_precision`` does).
     """
 
     runner: str
@@ -220,6 +384,7 @@ class BenchmarkResult:
     mode: str = "sync"
     concurrency: int = 1
     throughput_per_s: float | None = None
+    spinning: bool | None = None
 
     def __post_init__(self):
         if self.mode not in BENCH_MODES:
@@ -237,7 +402,7 @@ class BenchmarkResult:
             "runner": self.runner, "backend": self.backend, "batch_size": self.batch_size,
             "threads": self.threads, "precision": self.precision, "mode": self.mode,
             "concurrency": self.concurrency, "throughput_per_s": self.throughput_per_s,
-            "per_item_ms": self.per_item_ms, "stats": self.stats.to_dict(),
+            "per_item_ms": self.per_item_ms, "spinning": self.spinning, "stats": self.stats.to_dict(),
         }
 
     @classmethod
@@ -246,7 +411,8 @@ class BenchmarkResult:
             return cls(runner=data["runner"], backend=data["backend"], batch_size=int(data["batch_size"]),
                        threads=data.get("threads"), precision=data.get("precision", "fp32"),
                        stats=_stats_from_dict(data["stats"]), mode=data.get("mode", "sync"),
-                       concurrency=int(data.get("concurrency", 1)), throughput_per_s=data.get("throughput_per_s"))
+                       concurrency=int(data.get("concurrency", 1)), throughput_per_s=data.get("throughput_per_s"),
+                       spinning=data.get("spinning"))
         except (KeyError, TypeError) as exc:
             raise DeployLabError(
                 f"a benchmark result is missing or has a malformed field ({exc!r}): {data!r:.200}"
@@ -254,15 +420,20 @@ class BenchmarkResult:
 
     def csv_row(self) -> dict:
         s = self.stats
+        def blank(value):
+            return "" if value is None else value
+
         return {"runner": self.runner, "backend": self.backend, "batch": self.batch_size, "mode": self.mode,
-                "concurrency": self.concurrency, "median_ms": s.median_ms, "p90_ms": s.p90_ms, "p99_ms": s.p99_ms,
-                "min_ms": s.min_ms, "throughput_per_s": self.throughput_per_s, "per_item_ms": self.per_item_ms,
-                "threads": "" if self.threads is None else self.threads, "precision": self.precision}
+                "concurrency": self.concurrency, "n": s.repeats, "median_ms": s.median_ms, "q1_ms": s.q1_ms,
+                "q3_ms": s.q3_ms, "p90_ms": blank(s.p90_ms), "p99_ms": blank(s.p99_ms), "min_ms": s.min_ms,
+                "throughput_per_s": self.throughput_per_s, "per_item_ms": self.per_item_ms,
+                "threads": blank(self.threads), "spinning": blank(self.spinning), "precision": self.precision,
+                "method": s.method}
 
     def format(self) -> str:
         how = "sync" if self.mode == "sync" else f"async x{self.concurrency}"
-        return (f"{self.runner} batch {self.batch_size} ({how}): median {self.stats.median_ms:.3f} ms, "
-                f"p90 {self.stats.p90_ms:.3f} ms, {self.throughput_per_s:.1f} items/s, "
+        return (f"{self.runner} batch {self.batch_size} ({how}): median {self.stats.median_ms:.3f} ms "
+                f"({self.stats.spread_text()}), {self.throughput_per_s:.1f} items/s, "
                 f"{self.per_item_ms:.4f} ms/item")
 
 
@@ -285,6 +456,11 @@ def _runner_threads(runner) -> int | None:
         if value:
             return int(value)
     return None
+
+
+def _runner_spinning(runner) -> bool | None:
+    value = getattr(runner, "spinning", None)
+    return None if value is None else bool(value)
 
 
 def _runner_precision(runner) -> str:
@@ -376,7 +552,8 @@ def benchmark_runner(
     label = name or runner.name
     stats = time_call(lambda: runner.infer(feed), label=f"{label} b{batch_size}", warmup=warmup, repeats=repeats,
                       min_seconds=seconds or 0.0, items_per_call=batch_size)
-    return BenchmarkResult(label, runner.backend, batch_size, _runner_threads(runner), _runner_precision(runner), stats)
+    return BenchmarkResult(label, runner.backend, batch_size, _runner_threads(runner), _runner_precision(runner), stats,
+                           spinning=_runner_spinning(runner))
 
 
 def benchmark_concurrent(
@@ -506,7 +683,8 @@ def benchmark_concurrent(
     stats = summarize_timings(f"{label} b{batch_size} x{requests}", samples, per_round * batch_size)
     throughput = done * batch_size / (sum(samples) / 1e9)
     return BenchmarkResult(label, runner.backend, batch_size, _runner_threads(runner), _runner_precision(runner),
-                           stats, mode="async", concurrency=requests, throughput_per_s=throughput)
+                           stats, mode="async", concurrency=requests, throughput_per_s=throughput,
+                           spinning=_runner_spinning(runner))
 
 
 # ---------------------------------------------------------------- the harness's own cost
@@ -650,12 +828,14 @@ class SweepResults:
 
     # -- reading
     def table(self) -> str:
-        """An aligned text table: one line per result, ``*`` on each runner's best batch."""
-        env = self.environment or {}
-        head = (f"{env.get('cpu_model', 'unknown cpu')}, {env.get('cpu_count', '?')} logical CPUs; "
-                f"measured {self.timestamp or 'at an unknown time'}")
-        header = ("runner", "backend", "batch", "mode", "conc", "median ms", "p90 ms", "p99 ms", "min ms",
-                  "items/s", "ms/item", "threads", "precision", "best")
+        """An aligned text table under a line naming the machine: one line per result, ``*``
+        on each runner's best batch, p90/p99 only where the sample count supports them, and
+        a note when the runners' thread counts differ (the comparison is then not like for like)."""
+        from deploylab.env import machine_line
+
+        head = f"{machine_line(self.environment or {})}; measured {self.timestamp or 'at an unknown time'}"
+        header = ("runner", "backend", "batch", "mode", "conc", "n", "median ms", "IQR ms", "p90 ms", "min ms",
+                  "items/s", "ms/item", "threads", "spin", "precision", "best")
         best = {}
         for name in self.runner_names:
             if self.for_runner(name):
@@ -664,13 +844,15 @@ class SweepResults:
         order = {name: i for i, name in enumerate(self.runner_names)}
         for r in sorted(self.results, key=lambda r: (order[r.runner], r.mode != "sync", r.concurrency, r.batch_size)):
             s = r.stats
-            rows.append((r.runner, r.backend, str(r.batch_size), r.mode, str(r.concurrency),
-                         f"{s.median_ms:.3f}", f"{s.p90_ms:.3f}", f"{s.p99_ms:.3f}", f"{s.min_ms:.3f}",
+            rows.append((r.runner, r.backend, str(r.batch_size), r.mode, str(r.concurrency), str(s.repeats),
+                         f"{s.median_ms:.3f}", f"{s.q1_ms:.2f}-{s.q3_ms:.2f}",
+                         "-" if s.p90_ms is None else f"{s.p90_ms:.3f}", f"{s.min_ms:.3f}",
                          f"{r.throughput_per_s:.1f}", f"{r.per_item_ms:.4f}",
-                         "default" if r.threads is None else str(r.threads), r.precision,
+                         "default" if r.threads is None else str(r.threads),
+                         "?" if r.spinning is None else ("on" if r.spinning else "off"), r.precision,
                          "*" if r.mode == "sync" and best.get(r.runner) == r.batch_size else ""))
         widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-        numeric = set(range(2, 11))
+        numeric = set(range(2, 12))
 
         def line(cells):
             return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
@@ -681,8 +863,16 @@ class SweepResults:
             lines.append("(no results)")
         for s in self.skipped:
             lines.append(f"skipped {s.runner} batch {s.batch_size}: {s.reason}")
+        methods = sorted({r.stats.method for r in self.results if r.mode == "sync"})
+        if methods:
+            lines.append("sync rows: " + "; ".join(methods) + f"; p90 needs n >= {MIN_SAMPLES_P90}")
         if any(r.mode == "async" for r in self.results):
-            lines.append("async rows: median/p90/p99/min are wall times of rounds of many requests, not latencies")
+            lines.append("async rows: n, median, IQR, min are wall times of rounds of many requests, not latencies")
+        threads = {r.runner: r.threads for r in self.results}
+        if len(set(threads.values())) > 1 or None in threads.values():
+            listed = ", ".join(f"{k}: {'default' if v is None else v}" for k, v in threads.items())
+            lines.append(f"note: thread counts are not explicit and equal ({listed}); give every runner the same "
+                         f"threads for a like-for-like comparison")
         return "\n".join(lines)
 
 
@@ -709,19 +899,25 @@ def sweep(
     warmup: int = 3,
     repeats: int | None = None,
     seconds: float | None = None,
+    rounds: int = DEFAULT_SWEEP_ROUNDS,
+    pause_s: float = DEFAULT_BLOCK_PAUSE_S,
     seed: int = 0,
     concurrency=(),
     progress: bool = True,
 ) -> SweepResults:
-    """Benchmark every runner at every batch size (see :func:`benchmark_runner`).
+    """Benchmark every runner at every batch size, engines compared by the block method.
 
     ``runners``: a dict ``{name: runner}`` (the names label the results) or a list of
     runners (labelled by ``runner.name``). Batch sizes a runner does not accept (a fixed
-    batch dim, or outside its bounds) are recorded in ``skipped`` with the reason. The
-    loop goes batch size by batch size, all runners at each, so slow drift in machine
-    load spreads over all runners. Each ``concurrency`` value c also measures
-    :func:`benchmark_concurrent` with c requests (``seconds`` per point if given).
-    ``progress`` shows a tqdm bar.
+    batch dim, or outside its bounds) are recorded in ``skipped`` with the reason.
+
+    At each batch size the runners are timed with :func:`time_blocks`: ``rounds`` rounds,
+    in each a pause of ``pause_s`` (spinning worker threads of the previous engine park),
+    ``warmup`` untimed calls and a block of timed calls per runner, the order rotating.
+    ``repeats`` timed calls per point in all (default 20, split over the rounds), or at
+    least ``seconds`` per point. Each ``concurrency`` value c also measures
+    :func:`benchmark_concurrent` with c requests, after a pause. Give every runner the
+    same explicit threads: the table notes when they differ. ``progress`` shows a tqdm bar.
     """
     from datetime import datetime, timezone
 
@@ -738,9 +934,15 @@ def sweep(
     if not sizes:
         raise DeployLabError("batch_sizes is empty; give at least one batch size, e.g. (1, 8, 32)")
     seconds = _positive_seconds(seconds)
+    rounds = _positive_int(rounds, "rounds")
+    if repeats is None:
+        repeats = MIN_REPEATS_WITH_BUDGET if seconds else DEFAULT_REPEATS
+    repeats = _positive_int(repeats, "repeats")
+    block = -(-repeats // rounds)
     for runner in named.values():
         runner.activate()  # a runner that cannot load fails here, not as a skipped batch
-    plan, skipped = [], []
+    plan: dict[int, list] = {size: [] for size in sizes}
+    skipped = []
     for size in sizes:
         for name, runner in named.items():
             try:
@@ -748,21 +950,34 @@ def sweep(
             except DeployLabError as exc:
                 skipped.append(SkippedBatch(name, runner.backend, size, str(exc)))
             else:
-                plan.append((name, runner, size))
+                feed = batch_feed(runner, size, seed)
+                runner.check(feed)  # a bad feed fails here, not inside the timing loop
+                plan[size].append((name, runner, feed))
     settings = {"batch_sizes": sizes, "warmup": warmup, "repeats": repeats, "seconds": seconds, "seed": seed,
-                "concurrency": levels}
+                "rounds": rounds, "pause_s": pause_s, "concurrency": levels}
     timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     results = []
-    with tqdm(total=len(plan) * (1 + len(levels)), desc="benchmark", unit="point", disable=not progress) as bar:
-        for name, runner, size in plan:
-            bar.set_postfix_str(f"{name} batch {size}")
-            results.append(benchmark_runner(runner, size, warmup=warmup, repeats=repeats, seconds=seconds,
-                                            seed=seed, name=name))
-            bar.update()
-            for level in levels:
-                bar.set_postfix_str(f"{name} batch {size} x{level}")
-                results.append(benchmark_concurrent(runner, size, level, seconds=seconds, seed=seed, name=name))
-                bar.update()
+    points = sum(len(group) for group in plan.values()) * (1 + len(levels))
+    with tqdm(total=points, desc="benchmark", unit="point", disable=not progress) as bar:
+        for size, group in plan.items():
+            if not group:
+                continue
+            bar.set_postfix_str(f"batch {size}")
+            fns = {name: (lambda r=runner, f=feed: r.infer(f)) for name, runner, feed in group}
+            timings = time_blocks(fns, rounds=rounds, block=block, warmup=warmup, pause_s=pause_s,
+                                  items_per_call=size, min_block_seconds=(seconds or 0.0) / rounds)
+            for name, runner, _ in group:
+                stats = timings[name]
+                stats.label = f"{name} b{size}"
+                results.append(BenchmarkResult(name, runner.backend, size, _runner_threads(runner),
+                                               _runner_precision(runner), stats, spinning=_runner_spinning(runner)))
+            bar.update(len(group))
+            for name, runner, _ in group:
+                for level in levels:
+                    bar.set_postfix_str(f"{name} batch {size} x{level}")
+                    time.sleep(pause_s)
+                    results.append(benchmark_concurrent(runner, size, level, seconds=seconds, seed=seed, name=name))
+                    bar.update()
     order = {name: i for i, name in enumerate(named)}
     results.sort(key=lambda r: (order[r.runner], r.mode != "sync", r.concurrency, r.batch_size))
     return SweepResults(results, collect_environment(), timestamp, skipped, settings)

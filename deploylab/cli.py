@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -316,13 +317,15 @@ def _cmd_bench(args) -> int:
         raise DeployLabError(f"--plot {str(args.plot)!r} must end in .png, .svg or .pdf")
     if not args.model.is_file():
         raise DeployLabError(f"model file {str(args.model)!r} does not exist")
+    # Equal, explicit threads for every engine: a comparison on engines' defaults is not like for like.
+    threads = args.threads if args.threads is not None else (os.cpu_count() or 1)
     runners = {}
     for backend in backends:
         options = {}
-        if args.threads is not None and backend == "onnxruntime":
-            options["intra_op_threads"] = args.threads
-        elif args.threads is not None and backend == "openvino":
-            options["threads"] = args.threads
+        if backend == "onnxruntime":
+            options["intra_op_threads"] = threads
+        elif backend == "openvino":
+            options["threads"] = threads
         runners[backend] = make_runner(backend, args.model, **options).activate()
     # Refuse up front when nothing can run: every (backend, batch) pair is out of bounds.
     refusals, runnable = {}, 0
@@ -497,8 +500,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: from the file type)")
     p.add_argument("--batch", default="1,2,4,8,16,32", help="batch sizes, e.g. 1,8,32 (default: 1,2,4,8,16,32)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads per runner (ONNX Runtime intra-op, OpenVINO inference threads)")
-    p.add_argument("--seconds", type=float, default=None, help="time budget per point (runs at least 3 calls)")
+                   help="CPU threads per runner, the same for every engine (ONNX Runtime intra-op, OpenVINO "
+                   "inference threads; default: all logical CPUs)")
+    p.add_argument("--seconds", type=float, default=None, help="time budget per point (at least 3 calls; p90 is shown from 20)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per point (default 20)")
     p.add_argument("--concurrency", default=None, metavar="N[,N...]",
                    help="also measure throughput with this many requests in flight, e.g. 2,4")

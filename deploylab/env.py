@@ -154,6 +154,25 @@ def format_environment(env: dict) -> str:
     return "\n".join(lines)
 
 
+def machine_line(env: dict | None = None) -> str:
+    """One line naming the CPU and what it has for fast inference, to print above a table.
+
+    ``"Intel(R) Xeon(R) Processor, 2 logical CPUs; VNNI: AVX-512, AMX: bf16+int8, BF16: AVX-512"``.
+    ``env`` is :func:`collect_environment`'s dict; without it, /proc/cpuinfo is read now.
+    """
+    if env is None:
+        env = {"cpu_model": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
+               "cpu_count": os.cpu_count(), "cpu_flags": _cpu_flags()}
+    flags = env.get("cpu_flags", {})
+    vnni = "+".join(kind for kind, flag in (("AVX-512", "avx512_vnni"), ("AVX", "avx_vnni")) if flags.get(flag))
+    amx = "+".join(kind for kind in ("bf16", "int8") if flags.get(f"amx_{kind}")) if flags.get("amx_tile") else ""
+    bf16 = "+".join(kind for kind, present in (("AVX-512", flags.get("avx512_bf16")),
+                                                ("AMX", flags.get("amx_tile") and flags.get("amx_bf16"))) if present)
+    simd = "AVX-512" if flags.get("avx512f") else "AVX2" if flags.get("avx2") else "no AVX2"
+    return (f"{env.get('cpu_model') or 'unknown cpu'}, {env.get('cpu_count') or '?'} logical CPUs; "
+            f"SIMD: {simd}, VNNI: {vnni or 'no'}, AMX: {amx or 'no'}, BF16: {bf16 or 'no'}")
+
+
 def cpu_supports_fast_int8(env: dict | None = None) -> bool:
     """True if the CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX int8).
 

@@ -94,16 +94,16 @@ def plot_topk_gallery(
 
 
 def plot_timing_bars(stats: dict[str, object], path: str | Path | None = None, title: str = ""):
-    """Median latency with min..p90 whiskers for several :class:`deploylab.bench.TimingStats`."""
+    """Median latency with interquartile whiskers for several :class:`deploylab.bench.TimingStats`."""
     names = list(stats)
     medians = [stats[n].median_ms for n in names]
-    low = [stats[n].median_ms - stats[n].min_ms for n in names]
-    high = [stats[n].p90_ms - stats[n].median_ms for n in names]
+    low = [max(0.0, stats[n].median_ms - stats[n].q1_ms) for n in names]
+    high = [max(0.0, stats[n].q3_ms - stats[n].median_ms) for n in names]
     fig = _figure(1.4 * len(names) + 2.5, 3)
     ax = fig.add_subplot()
     ax.bar(names, medians, yerr=[low, high], capsize=4, color="#7aa6d6")
     ax.set_ylabel("latency per call (ms)")
-    ax.set_title(title or "median latency (whiskers: min to p90)", fontsize=10)
+    ax.set_title(title or "median latency (whiskers: quartiles)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -149,7 +149,7 @@ def plot_two_phases(path: str | Path | None = None):
 def plot_sweep(results, path: str | Path | None = None, title: str = ""):
     """Three panels over batch size (log2 axis) for a :class:`deploylab.bench.SweepResults`.
 
-    Latency per call (median, whiskers up to p90), throughput (items/s) and time per
+    Latency per call (median, whiskers at the quartiles), throughput (items/s) and time per
     item (ms); one line per runner. Concurrent (async) results appear as dashed lines in
     the throughput and per-item panels only: their timings are rounds, not latencies.
     """
@@ -166,8 +166,9 @@ def plot_sweep(results, path: str | Path | None = None, title: str = ""):
         if sync:
             x = [r.batch_size for r in sync]
             median = np.array([r.stats.median_ms for r in sync])
-            p90 = np.array([r.stats.p90_ms for r in sync])
-            axes[0].errorbar(x, median, yerr=[np.zeros_like(median), p90 - median], marker="o", markersize=4,
+            low = np.clip(median - np.array([r.stats.q1_ms for r in sync]), 0, None)
+            high = np.clip(np.array([r.stats.q3_ms for r in sync]) - median, 0, None)
+            axes[0].errorbar(x, median, yerr=[low, high], marker="o", markersize=4,
                              capsize=3, color=colors[name], label=name)
             axes[1].plot(x, [r.throughput_per_s for r in sync], marker="o", markersize=4, color=colors[name],
                          label=name)
@@ -182,7 +183,7 @@ def plot_sweep(results, path: str | Path | None = None, title: str = ""):
                          color=colors[name], label=label)
             axes[2].plot(x, [r.per_item_ms for r in rows], "--", marker="s", markersize=4,
                          color=colors[name], label=label)
-    labels = (("latency per call (ms)", "latency: median, whiskers to p90"),
+    labels = (("latency per call (ms)", "latency: median, whiskers: quartiles"),
               ("throughput (items/s)", "throughput"),
               ("time per item (ms)", "time per item (= 1 / throughput)"))
     for ax, (ylabel, panel_title) in zip(axes, labels):

@@ -90,7 +90,9 @@ def test_statistics_of_synthetic_samples():
     assert stats.p99_ms == pytest.approx(np.percentile(ms, 99)) == pytest.approx(99.01)
     assert stats.min_ms == 1.0 and stats.mean_ms == pytest.approx(50.5)
     assert stats.stdev_ms == pytest.approx(statistics.pstdev(ms))
-    assert stats.spread == pytest.approx((90.1 - 1.0) / 50.5)
+    assert (stats.q1_ms, stats.q3_ms) == (pytest.approx(25.75), pytest.approx(75.25))
+    assert stats.spread == pytest.approx((75.25 - 25.75) / 50.5)
+    assert "n=100" in stats.format() and "p90 90.1" in stats.format() and "p99 99" in stats.format()
     result = BenchmarkResult("r", "fake", 8, None, "fp32", stats)
     assert result.throughput_per_s == pytest.approx(8 * 1000 / 50.5)
     assert result.per_item_ms == pytest.approx(50.5 / 8)
@@ -173,12 +175,15 @@ def test_results_json_round_trip_and_csv_columns(lenet_sweep, tmp_path):
         reader = csv.DictReader(handle)
         rows = list(reader)
     assert tuple(reader.fieldnames) == CSV_COLUMNS == (
-        "runner", "backend", "batch", "mode", "concurrency", "median_ms", "p90_ms", "p99_ms", "min_ms",
-        "throughput_per_s", "per_item_ms", "threads", "precision")
+        "runner", "backend", "batch", "mode", "concurrency", "n", "median_ms", "q1_ms", "q3_ms", "p90_ms",
+        "p99_ms", "min_ms", "throughput_per_s", "per_item_ms", "threads", "spinning", "precision", "method")
     assert len(rows) == len(lenet_sweep.results)
     for row in rows:
         batch, median = int(row["batch"]), float(row["median_ms"])
-        assert float(row["min_ms"]) <= median <= float(row["p90_ms"]) <= float(row["p99_ms"])
+        assert float(row["min_ms"]) <= float(row["q3_ms"]) and float(row["min_ms"]) <= median
+        assert row["p90_ms"] == row["p99_ms"] == ""  # 6 samples per point support neither
+        if row["mode"] == "sync":
+            assert int(row["n"]) == 6 and row["method"].startswith("blocks: 3 rounds")
         assert float(row["per_item_ms"]) == pytest.approx(1000 / float(row["throughput_per_s"]))
         if row["mode"] == "sync":
             assert float(row["throughput_per_s"]) == pytest.approx(batch * 1000 / median)
@@ -360,3 +365,72 @@ def test_time_blocks_rejects_bad_settings():
         time_blocks({"f": lambda: None}, rounds=0)
     with pytest.raises(DeployLabError, match="pause_s"):
         time_blocks({"f": lambda: None}, pause_s=-1)
+
+
+# ---------------------------------------------------------------- sample counts and verdicts
+@pytest.mark.parametrize("n, has_p90, has_p99", [(19, False, False), (20, True, False), (99, True, False),
+                                                 (100, True, True)])
+def test_percentiles_only_from_enough_samples(n, has_p90, has_p99):
+    stats = summarize_timings("s", np.arange(1, n + 1) * 1_000_000)
+    assert (stats.p90_ms is not None, stats.p99_ms is not None) == (has_p90, has_p99)
+    assert ("p90" in stats.format(), "p99" in stats.format()) == (has_p90, has_p99)
+    assert f"n={n}" in stats.format()
+
+
+def _samples(center_ms: float, rel_spread: float, n: int = 40, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (center_ms * (1 + rel_spread * rng.uniform(-1, 1, n)) * 1e6).astype(np.int64)
+
+
+def test_compare_timings_tells_a_real_difference_from_noise():
+    from deploylab.bench import compare_timings
+
+    fast, slow = summarize_timings("ort", _samples(10, 0.05)), summarize_timings("eager", _samples(21, 0.05, seed=1))
+    verdict = compare_timings(slow, fast)
+    assert verdict.measurable and verdict.faster.label == "ort"
+    assert verdict.ratio == pytest.approx(2.1, rel=0.05)
+    assert verdict.sentence().startswith("ort is 2.") and "faster than eager" in verdict.sentence()
+    # Medians 3 % apart with a 20 % spread: the difference is inside the noise.
+    a, b = summarize_timings("a", _samples(10, 0.2)), summarize_timings("b", _samples(10.3, 0.2, seed=2))
+    same = compare_timings(a, b)
+    assert not same.measurable and same.sentence().startswith("no measurable difference between")
+    # The same 3 % with a 0.5 % spread is measurable: the verdict follows the spread, not a fixed ratio.
+    a, b = summarize_timings("a", _samples(10, 0.005)), summarize_timings("b", _samples(10.3, 0.005, seed=2))
+    assert compare_timings(a, b).measurable
+
+
+def test_sweep_table_names_the_machine_and_flags_unequal_threads(lenet_sweep):
+    from deploylab.env import machine_line
+
+    table = lenet_sweep.table()
+    assert table.splitlines()[0].startswith(machine_line(lenet_sweep.environment))
+    assert "VNNI:" in table.splitlines()[0] and "AMX:" in table.splitlines()[0]
+    assert "note: thread counts are not explicit and equal" in table  # "ort fixed" runs on ORT's default
+    assert all(r.spinning is True for r in lenet_sweep.results if r.backend == "onnxruntime")
+    assert all(r.spinning is None for r in lenet_sweep.results if r.backend == "openvino")
+
+
+def test_machine_line_reads_the_flags():
+    from deploylab.env import machine_line
+
+    env = {"cpu_model": "Test CPU", "cpu_count": 4,
+           "cpu_flags": {"avx2": True, "avx512f": True, "avx512_vnni": True, "avx512_bf16": True}}
+    assert machine_line(env) == ("Test CPU, 4 logical CPUs; SIMD: AVX-512, VNNI: AVX-512, AMX: no, "
+                                 "BF16: AVX-512")
+    env["cpu_flags"] = {"avx2": True, "amx_tile": True, "amx_bf16": True, "amx_int8": True}
+    assert machine_line(env).endswith("SIMD: AVX2, VNNI: no, AMX: bf16+int8, BF16: AMX")
+
+
+def test_spin_park_time_sees_the_neighbour_and_its_end():
+    """A neighbour that spins 50 ms after returning slows the victim after short pauses only."""
+    from threadpoolctl import threadpool_limits
+
+    from deploylab.bench import spin_park_time
+
+    with threadpool_limits(1):
+        victim, neighbour = _victim(), _spinning_neighbour()
+        park = spin_park_time(neighbour, victim, pauses_ms=(0, 100), samples=8)
+    slow_at_0, slow_at_100 = park.slowdown
+    assert slow_at_0 > 1.3, park.format()
+    assert slow_at_100 < 1.1 and park.park_ms == 100, park.format()
+    assert "stop slowing the next call after a pause of 100 ms" in park.format()

@@ -420,15 +420,15 @@ def test_summarize_timings_known_answers():
     assert stats.median_ms == pytest.approx(3.0)
     assert stats.mean_ms == pytest.approx(4.0)
     assert stats.min_ms == pytest.approx(1.0)
-    assert stats.p90_ms == pytest.approx(np.percentile([1, 2, 3, 4, 10], 90)) == pytest.approx(7.6)
-    assert stats.p99_ms == pytest.approx(np.percentile([1, 2, 3, 4, 10], 99))
+    assert stats.p90_ms is None and stats.p99_ms is None  # 5 samples support neither percentile
+    assert (stats.q1_ms, stats.q3_ms) == (pytest.approx(2.0), pytest.approx(4.0))
     assert stats.stdev_ms == pytest.approx(statistics.pstdev([1, 2, 3, 4, 10]))
     assert stats.throughput == pytest.approx(8 * 1000 / 3.0)
-    assert stats.spread == pytest.approx((7.6 - 1.0) / 3.0)
+    assert stats.spread == pytest.approx((4.0 - 2.0) / 3.0) and stats.upper_ms == pytest.approx(4.0)
     assert stats.to_dict()["throughput_per_s"] == pytest.approx(8000 / 3)
-    assert "median 3.000 ms" in stats.format() and "n=5" in stats.format()
+    assert "median 3.000 ms" in stats.format() and "n=5" in stats.format() and "p90" not in stats.format()
     single = summarize_timings("one", np.array([2_500_000]))
-    assert single.stdev_ms == 0.0 and single.p90_ms == single.median_ms == pytest.approx(2.5)
+    assert single.stdev_ms == 0.0 and single.q1_ms == single.q3_ms == single.median_ms == pytest.approx(2.5)
     with pytest.raises(DeployLabError, match="no timings for 'empty'"):
         summarize_timings("empty", [])
 
@@ -438,7 +438,8 @@ def test_time_call_counts_warmup_and_repeats():
     stats = time_call(lambda: calls.append(1), label="count", warmup=3, repeats=7, items_per_call=2)
     assert len(calls) == 10
     assert stats.repeats == 7 and stats.label == "count" and stats.items_per_call == 2
-    assert 0 <= stats.min_ms <= stats.median_ms <= stats.p90_ms <= stats.p99_ms
+    assert 0 <= stats.min_ms <= stats.q1_ms <= stats.median_ms <= stats.q3_ms
+    assert stats.p90_ms is None and stats.method == "calls"
 
 
 def test_time_call_min_seconds_extends_the_run():
