@@ -76,6 +76,14 @@ class TimingStats:
         """The upper end to draw or quote: p90 where the samples support it, else q3."""
         return self.p90_ms if self.p90_ms is not None else self.q3_ms
 
+    def per_item(self) -> TimingStats:
+        """The same statistics per item (times divided by ``items_per_call``), to compare a
+        batch of 8 with single calls on equal terms."""
+        k = max(1, self.items_per_call)
+        scaled = {name: (value / k if name.endswith("_ms") and value is not None else value)
+                  for name, value in asdict(self).items()}
+        return TimingStats(**{**scaled, "items_per_call": 1})
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["throughput_per_s"] = self.throughput
@@ -556,6 +564,100 @@ def benchmark_runner(
                            spinning=_runner_spinning(runner))
 
 
+class RequestPool:
+    """Run many inference requests with ``in_flight`` of them running at once.
+
+    - an OpenVINO runner (it has ``infer_async_queue``): its ``AsyncInferQueue`` with
+      ``jobs=in_flight``. Build the runner with ``hint="throughput"`` so the CPU plugin
+      splits its cores into streams; with the latency hint one stream takes all cores
+      and extra requests mostly wait.
+    - any other runner: ``in_flight`` threads, each with its own runner
+      (``runner_factory()``, or ``runner.with_model(runner.model_path)`` for runners on an
+      ONNX file, e.g. ONNX Runtime), else all threads share ``runner``. ONNX Runtime's
+      ``run`` releases the GIL, so the threads really run in parallel; mind that each
+      session also has its own intra-op thread pool (set ``intra_op_threads``).
+
+    ``run(feeds)`` returns the outputs in the order of ``feeds``. Use it as a context
+    manager (or call ``close()``) to stop the threads and release the extra runners.
+    """
+
+    def __init__(self, runner, in_flight: int, runner_factory: Callable[[], object] | None = None):
+        self.runner = runner
+        self.in_flight = _positive_int(in_flight, "in_flight")
+        self._pool = None
+        self._workers: list = []
+        if hasattr(runner, "infer_async_queue"):
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        if runner_factory is not None:
+            workers = [runner_factory() for _ in range(self.in_flight)]
+        elif hasattr(runner, "with_model"):
+            workers = [runner] + [runner.with_model(runner.model_path) for _ in range(self.in_flight - 1)]
+        elif self.in_flight > 1 and runner.backend == "tensorrt":
+            raise DeployLabError(
+                "a TensorRT runner cannot be shared by several threads (its execution context is not "
+                "thread-safe); pass runner_factory= that builds one runner per thread"
+            )
+        else:
+            workers = [runner] * self.in_flight
+        self._workers = workers
+        for worker in workers:
+            worker.activate()
+        # Each pool thread takes one runner for its lifetime; a barrier makes the pool start
+        # all its threads now. In run() every thread pulls requests from a shared index
+        # until none are left, so the threads stay busy until the last request.
+        self._local, unclaimed = threading.local(), queue.SimpleQueue()
+        for worker in workers:
+            unclaimed.put(worker)
+
+        def claim_runner() -> None:
+            self._local.runner = unclaimed.get_nowait()
+
+        self._pool = ThreadPoolExecutor(max_workers=self.in_flight, thread_name_prefix="deploylab-requests",
+                                        initializer=claim_runner)
+        barrier = threading.Barrier(self.in_flight)
+        for future in [self._pool.submit(barrier.wait, 60) for _ in range(self.in_flight)]:
+            future.result()
+
+    def run(self, feeds: list[Mapping[str, object]]) -> list[dict[str, np.ndarray]]:
+        """Outputs of every feed, ``in_flight`` requests at a time, in the order of ``feeds``."""
+        feeds = list(feeds)
+        if self._pool is None:
+            return self.runner.infer_async_queue(feeds, jobs=self.in_flight)
+        results: list = [None] * len(feeds)
+        lock, next_index = threading.Lock(), [0]
+
+        def work() -> None:
+            own = self._local.runner
+            while True:
+                with lock:
+                    index = next_index[0]
+                    if index >= len(feeds):
+                        return
+                    next_index[0] += 1
+                results[index] = own.infer(feeds[index])
+
+        for future in [self._pool.submit(work) for _ in range(self.in_flight)]:
+            future.result()
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for worker in self._workers:
+            if worker is not self.runner:
+                worker.deactivate()
+        self._workers = []
+
+    def __enter__(self) -> RequestPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def benchmark_concurrent(
     runner,
     batch_size: int,
@@ -571,24 +673,14 @@ def benchmark_concurrent(
 ) -> BenchmarkResult:
     """Throughput (items/s) with ``requests`` inferences of ``batch_size`` in flight at once.
 
-    How requests run in parallel:
-
-    - an OpenVINO runner (it has ``infer_async_queue``): its ``AsyncInferQueue`` with
-      ``jobs=requests``. Build the runner with ``hint="throughput"`` so the CPU plugin
-      splits its cores into streams; with the latency hint one stream takes all cores
-      and extra requests mostly wait.
-    - any other runner: a thread pool of ``requests`` threads, each with its own runner
-      (``runner_factory()``, or ``runner.with_model(runner.model_path)`` for runners on an
-      ONNX file, e.g. ONNX Runtime), else all threads share ``runner``. ONNX Runtime's
-      ``run`` releases the GIL, so the threads really run in parallel; mind that each
-      session also has its own intra-op thread pool (set ``intra_op_threads``).
-
-    The work is a fixed number of items (``total_items``, rounded up to whole requests;
-    default ``8 * requests * rounds`` requests) split into ``rounds`` timed rounds, or
-    rounds of ``8 * requests`` requests until ``seconds`` have passed (given both,
-    whichever takes longer). ``warmup`` untimed rounds of ``requests`` requests come first. Returns a
-    ``mode="async"`` result whose ``stats`` are the round wall times and whose
-    ``throughput_per_s`` is all items over the summed round time.
+    Requests run in a :class:`RequestPool` (OpenVINO's ``AsyncInferQueue``, else one
+    thread and one runner per request in flight). The work is a fixed number of items
+    (``total_items``, rounded up to whole requests; default ``8 * requests * rounds``
+    requests) split into ``rounds`` timed rounds, or rounds of ``8 * requests`` requests
+    until ``seconds`` have passed (given both, whichever takes longer). ``warmup`` untimed
+    rounds of ``requests`` requests come first. Returns a ``mode="async"`` result whose
+    ``stats`` are the round wall times and whose ``throughput_per_s`` is all items over
+    the summed round time.
     """
     from deploylab.batching import check_batch_bounds
 
@@ -609,77 +701,18 @@ def benchmark_concurrent(
     runner.check(feed)
     label = name or runner.name
 
-    pool = None
-    workers = []
-    if hasattr(runner, "infer_async_queue"):
-        def run_round(count: int) -> None:
-            runner.infer_async_queue([feed] * count, jobs=requests)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
-
-        if runner_factory is not None:
-            workers = [runner_factory() for _ in range(requests)]
-        elif hasattr(runner, "with_model"):
-            workers = [runner] + [runner.with_model(runner.model_path) for _ in range(requests - 1)]
-        elif requests > 1 and runner.backend == "tensorrt":
-            raise DeployLabError(
-                "a TensorRT runner cannot be shared by several threads (its execution context is not "
-                "thread-safe); pass runner_factory= that builds one runner per thread"
-            )
-        else:
-            workers = [runner] * requests
-        for worker in workers:
-            worker.activate()
-        # Each pool thread takes one runner for its lifetime; a barrier makes the pool start
-        # all its threads now. In a round every thread pulls requests from a shared count
-        # until none are left, so the threads stay busy until the round's last request.
-        local, unclaimed = threading.local(), queue.SimpleQueue()
-        for worker in workers:
-            unclaimed.put(worker)
-
-        def claim_runner() -> None:
-            local.runner = unclaimed.get_nowait()
-
-        pool = ThreadPoolExecutor(max_workers=requests, thread_name_prefix="deploylab-bench",
-                                  initializer=claim_runner)
-        barrier = threading.Barrier(requests)
-        for future in [pool.submit(barrier.wait, 60) for _ in range(requests)]:
-            future.result()
-        lock, remaining = threading.Lock(), [0]
-
-        def work() -> None:
-            own = local.runner
-            while True:
-                with lock:
-                    if remaining[0] <= 0:
-                        return
-                    remaining[0] -= 1
-                own.infer(feed)
-
-        def run_round(count: int) -> None:
-            remaining[0] = count
-            futures = [pool.submit(work) for _ in range(requests)]
-            for future in futures:
-                future.result()
-
     samples: list[int] = []
     done = 0
-    try:
+    with RequestPool(runner, requests, runner_factory) as pool:
         for _ in range(max(0, int(warmup))):
-            run_round(requests)
+            pool.run([feed] * requests)
         start = time.perf_counter()
         while (not samples or (total_requests is not None and done < total_requests)
                or (seconds is not None and time.perf_counter() - start < seconds)):
             t0 = time.perf_counter_ns()
-            run_round(per_round)
+            pool.run([feed] * per_round)
             samples.append(time.perf_counter_ns() - t0)
             done += per_round
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
-        for worker in workers:
-            if worker is not runner:
-                worker.deactivate()
     stats = summarize_timings(f"{label} b{batch_size} x{requests}", samples, per_round * batch_size)
     throughput = done * batch_size / (sum(samples) / 1e9)
     return BenchmarkResult(label, runner.backend, batch_size, _runner_threads(runner), _runner_precision(runner),
@@ -779,6 +812,26 @@ class SweepResults:
             known = ", ".join(map(repr, self.runner_names)) or "none"
             raise DeployLabError(f"no {mode} results for runner {runner_name!r}; runners measured: {known}")
         return max(found, key=lambda r: r.throughput_per_s).batch_size
+
+    def batching_conclusion(self, runner_name: str) -> str:
+        """What batching gained for one runner, computed from this sweep's numbers.
+
+        Compares the time per item at the best batch with the smallest batch measured
+        (:func:`compare_timings` on per-item statistics, so a gain inside the noise is
+        called that) and names the smallest batch already indistinguishable from the best.
+        """
+        found = self.for_runner(runner_name)
+        best_size = self.best_batch(runner_name)
+        by_size = {r.batch_size: r for r in found}
+        base, best = by_size[min(by_size)], by_size[best_size]
+        gain = best.throughput_per_s / base.throughput_per_s
+        prefix = (f"{runner_name}: best batch {best_size}, {best.throughput_per_s:.1f} items/s, "
+                  f"{gain:.2f}x batch {base.batch_size}'s {base.throughput_per_s:.1f} items/s")
+        if best_size == base.batch_size or not compare_timings(best.stats.per_item(), base.stats.per_item()).measurable:
+            return f"{prefix}: no measurable gain from batching on this machine"
+        plateau = min(size for size, r in by_size.items()
+                      if size == best_size or not compare_timings(r.stats.per_item(), best.stats.per_item()).measurable)
+        return f"{prefix}; throughput is within the noise of the best from batch {plateau} on"
 
     # -- files
     def to_dict(self) -> dict:

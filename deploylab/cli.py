@@ -341,6 +341,9 @@ def _cmd_bench(args) -> int:
     results = sweep(runners, batches, repeats=args.repeats, seconds=args.seconds, concurrency=levels,
                     progress=sys.stderr.isatty())
     print(results.table())
+    for name in results.runner_names:
+        if len(results.for_runner(name)) > 1:
+            print(results.batching_conclusion(name))
     if args.out is not None:
         json_path = results.to_json(args.out)
         csv_path = results.to_csv(Path(args.out).with_suffix(".csv"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import statistics
 import threading
 import time
@@ -276,6 +277,16 @@ def test_cli_bench_end_to_end(lenet_ts_dynamic, tmp_path, capsys):
         ("onnxruntime", 1), ("onnxruntime", 4), ("openvino", 1), ("openvino", 4)}
     assert {r.threads for r in loaded.results} == {1}
     assert "median ms" in printed and "items/s" in printed and str(out) in printed
+    assert "onnxruntime: best batch" in printed and "openvino: best batch" in printed
+    assert "note: thread counts" not in printed  # --threads 1 for both
+
+
+def test_cli_bench_defaults_to_equal_explicit_threads(lenet_ts_dynamic, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = main(["bench", str(lenet_ts_dynamic.path), "--backends", "onnxruntime,openvino", "--batch", "1",
+                 "--repeats", "2", "--out", str(out)])
+    assert code == 0 and "note: thread counts" not in capsys.readouterr().out
+    assert {r.threads for r in SweepResults.from_json(out).results} == {os.cpu_count()}
 
 
 def test_cli_bench_skips_out_of_bounds_batches_when_others_run(lenet_ir, capsys):
@@ -434,3 +445,32 @@ def test_spin_park_time_sees_the_neighbour_and_its_end():
     assert slow_at_0 > 1.3, park.format()
     assert slow_at_100 < 1.1 and park.park_ms == 100, park.format()
     assert "stop slowing the next call after a pause of 100 ms" in park.format()
+
+
+def _result(batch: int, per_item_ms: float, rel_spread: float, seed: int = 0) -> BenchmarkResult:
+    stats = summarize_timings(f"r b{batch}", _samples(per_item_ms * batch, rel_spread, seed=seed), batch)
+    return BenchmarkResult("r", "fake", batch, 2, "fp32", stats)
+
+
+def test_batching_conclusion_follows_the_numbers():
+    # 6.0 vs 5.9 ms per item with a 10 % spread: batch 4 is already as good as the best.
+    gains = SweepResults([_result(1, 10.0, 0.02), _result(4, 6.0, 0.1, 1), _result(16, 5.9, 0.1, 2)], {}, "")
+    text = gains.batching_conclusion("r")
+    assert text.startswith("r: best batch 16") and "x batch 1's" in text, text
+    assert "within the noise of the best from batch 4 on" in text, text
+    flat = SweepResults([_result(1, 10.0, 0.2), _result(8, 9.8, 0.2, 1)], {}, "")
+    assert flat.batching_conclusion("r").endswith("no measurable gain from batching on this machine")
+
+
+def test_request_pool_keeps_the_order_and_uses_every_slot():
+    from deploylab.bench import RequestPool
+
+    runner = FakeRunner(delay=0.002)
+    feeds = [{"x": np.full((1, 3), i, dtype=np.float32)} for i in range(12)]
+    with RequestPool(runner, 3) as pool:
+        outputs = pool.run(feeds)
+    assert [float(o["y"][0, 0]) for o in outputs] == [2.0 * i for i in range(12)]
+    clones = [runner, *runner.clones]
+    assert len(clones) == 3 and all(c.calls for c in clones)  # one runner per slot, every slot used
+    assert len({thread for c in clones for thread, _ in c.calls}) == 3
+    assert sum(len(c.calls) for c in clones) == 12
