@@ -147,8 +147,16 @@ class TimingComparison:
         return f"{a} is {self.ratio:.2f}x {unit} than {b}"
 
 
-def compare_timings(a: TimingStats, b: TimingStats) -> TimingComparison:
-    """Which of two timings is faster, by how much, and whether the difference exceeds the spread."""
+def compare_timings(a: TimingStats, b: TimingStats, a_label: str | None = None,
+                    b_label: str | None = None) -> TimingComparison:
+    """Which of two timings is faster, by how much, and whether the difference exceeds the spread.
+
+    ``a_label``/``b_label`` name them in the sentence (default: their own labels).
+    """
+    from dataclasses import replace
+
+    a = replace(a, label=a_label) if a_label else a
+    b = replace(b, label=b_label) if b_label else b
     faster, slower = (a, b) if a.median_ms <= b.median_ms else (b, a)
     ratio = slower.median_ms / faster.median_ms if faster.median_ms > 0 else float("inf")
     within = (slower.q1_ms <= faster.median_ms <= slower.q3_ms) or (faster.q1_ms <= slower.median_ms <= faster.q3_ms)
@@ -201,9 +209,10 @@ def time_interleaved(
 
 
 # After a call, ONNX Runtime's and OpenMP's idle workers spin before they park. A pause this
-# long between two engines' blocks lets them park: measured with :func:`spin_park_time`
-# (benchmarks/bench_contention.py), a spinning ORT session stops slowing the next engine
-# after a pause of a few milliseconds on the course's 2-core machines; 0.2 s leaves a wide margin.
+# long between two engines' blocks lets them park. Measured with :func:`spin_park_time`
+# (notebook 05, benchmarks/bench_peers.py --park): on a 2-core Xeon a spinning ORT session
+# still slowed PyTorch eager 1.3x after a 20 ms pause and no longer after 50 ms; 0.2 s leaves
+# a margin for slower machines.
 DEFAULT_BLOCK_PAUSE_S = 0.2
 
 
@@ -831,6 +840,8 @@ class SweepResults:
             return f"{prefix}: no measurable gain from batching on this machine"
         plateau = min(size for size, r in by_size.items()
                       if size == best_size or not compare_timings(r.stats.per_item(), best.stats.per_item()).measurable)
+        if plateau == max(by_size):
+            return f"{prefix}; throughput was still rising at the largest batch measured ({plateau})"
         return f"{prefix}; throughput is within the noise of the best from batch {plateau} on"
 
     # -- files
@@ -902,7 +913,7 @@ class SweepResults:
                          "-" if s.p90_ms is None else f"{s.p90_ms:.3f}", f"{s.min_ms:.3f}",
                          f"{r.throughput_per_s:.1f}", f"{r.per_item_ms:.4f}",
                          "default" if r.threads is None else str(r.threads),
-                         "?" if r.spinning is None else ("on" if r.spinning else "off"), r.precision,
+                         "n/a" if r.spinning is None else ("on" if r.spinning else "off"), r.precision,
                          "*" if r.mode == "sync" and best.get(r.runner) == r.batch_size else ""))
         widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
         numeric = set(range(2, 12))

@@ -408,6 +408,7 @@ def test_compare_timings_tells_a_real_difference_from_noise():
     # The same 3 % with a 0.5 % spread is measurable: the verdict follows the spread, not a fixed ratio.
     a, b = summarize_timings("a", _samples(10, 0.005)), summarize_timings("b", _samples(10.3, 0.005, seed=2))
     assert compare_timings(a, b).measurable
+    assert compare_timings(fast, slow, "ONNX Runtime", "PyTorch").sentence().startswith("ONNX Runtime is 2.")
 
 
 def test_sweep_table_names_the_machine_and_flags_unequal_threads(lenet_sweep):
@@ -457,6 +458,8 @@ def test_batching_conclusion_follows_the_numbers():
     gains = SweepResults([_result(1, 10.0, 0.02), _result(4, 6.0, 0.1, 1), _result(16, 5.9, 0.1, 2)], {}, "")
     text = gains.batching_conclusion("r")
     assert text.startswith("r: best batch 16") and "x batch 1's" in text, text
+    rising = SweepResults([_result(1, 10.0, 0.01), _result(8, 6.0, 0.01, 1)], {}, "")
+    assert rising.batching_conclusion("r").endswith("still rising at the largest batch measured (8)")
     assert "within the noise of the best from batch 4 on" in text, text
     flat = SweepResults([_result(1, 10.0, 0.2), _result(8, 9.8, 0.2, 1)], {}, "")
     assert flat.batching_conclusion("r").endswith("no measurable gain from batching on this machine")

@@ -1,7 +1,9 @@
-"""The install files agree: pyproject, constraints.txt, environment.yml, Makefile, .ci/run."""
+"""The install files agree: pyproject, constraints.txt, environment.yml, Makefile, .ci/run; and the
+run times the notebooks and README.md state agree with the ones the notebooks measured."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -123,3 +125,101 @@ def test_ci_runs_make_test():
     lines = [ln.split("#", 1)[0].strip() for ln in run.read_text().splitlines()]
     assert run.read_text().startswith("#!")
     assert "make test" in lines
+
+
+# ---------------------------------------------------------------- notebook run times
+# Every notebook measures its own run time: the first code cell records NOTEBOOK_START, the
+# last one prints "notebook ran in N s". The minutes its introduction and README's table state
+# must agree with the N of the committed outputs (one machine's run), within a wide margin.
+NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOK_TIMER_START = "NOTEBOOK_START = time.perf_counter()"
+NOTEBOOK_TIMER_END = 'print(f"notebook ran in {time.perf_counter() - NOTEBOOK_START:.0f} s")'
+_MINUTES = r"(\d+(?:\.\d+)?)(?:\s*[–-]\s*(\d+(?:\.\d+)?))?"  # "1.5" or "1–2" (en dash or hyphen)
+_INTRO_RUN_TIME = re.compile(r"\*\*Run time\*\*: about " + _MINUTES + r" minutes?")
+_README_RUN_TIME = re.compile(r"~" + _MINUTES + r" min\b")
+_MEASURED = re.compile(r"notebook ran in (\d+) s")
+
+
+def _notebook(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _code_cells(nb: dict) -> list[dict]:
+    return [c for c in nb["cells"] if c["cell_type"] == "code"]
+
+
+def _source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def _stdout(cell: dict) -> str:
+    texts = [o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream"]
+    return "".join("".join(t) if isinstance(t, list) else t for t in texts)
+
+
+def _minutes(match: re.Match) -> tuple[float, float]:
+    low = float(match[1])
+    return low, float(match[2]) if match[2] else low
+
+
+def _agrees(minutes: tuple[float, float], measured_s: int) -> bool:
+    """A single figure within max(45 s, half the measured time); a range A–B within 45 s of it."""
+    low, high = minutes
+    if low == high:
+        return abs(low * 60 - measured_s) <= max(45.0, 0.5 * measured_s)
+    return low * 60 - 45 <= measured_s <= high * 60 + 45
+
+
+def _stated(minutes: tuple[float, float]) -> str:
+    low, high = minutes
+    return f"{low:g} min" if low == high else f"{low:g}–{high:g} min"
+
+
+def _allowed(minutes: tuple[float, float], measured_s: int) -> str:
+    low, high = minutes
+    if low == high:
+        return (f"|{low * 60:g} s - {measured_s} s| = {abs(low * 60 - measured_s):g} s, "
+                f"allowed {max(45.0, 0.5 * measured_s):g} s")
+    return f"allowed {low * 60 - 45:g} to {high * 60 + 45:g} s"
+
+
+def test_every_notebook_is_listed():
+    assert len(NOTEBOOKS) >= 7, [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_times_itself(path):
+    cells = _code_cells(_notebook(path))
+    assert NOTEBOOK_TIMER_START in _source(cells[0]), \
+        f"{path.name}: the first code cell must record `{NOTEBOOK_TIMER_START}`"
+    assert "import time" in _source(cells[0]), f"{path.name}: the first code cell must `import time`"
+    assert _source(cells[-1]).strip() == NOTEBOOK_TIMER_END, \
+        f"{path.name}: the last code cell must be exactly `{NOTEBOOK_TIMER_END}`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_stated_run_time_matches_the_measured_one(path):
+    nb = _notebook(path)
+    output = _stdout(_code_cells(nb)[-1])
+    measured = _MEASURED.search(output)
+    assert measured, (f"{path.name}: the committed output of the last code cell has no 'notebook ran in N s' "
+                      f"(it shows {output.strip()!r}); re-execute the notebook (make notebooks)")
+    seconds = int(measured[1])
+
+    intro = next(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
+    stated = _INTRO_RUN_TIME.search(intro)
+    assert stated, f"{path.name}: the introduction has no '**Run time**: about N minute(s)' line"
+    assert "the last cell prints this run's time" in intro[stated.start():].split("\n", 1)[0], \
+        f"{path.name}: the run-time line must say that the last cell prints this run's time"
+    assert _agrees(_minutes(stated), seconds), \
+        (f"{path.name}: the introduction says about {_stated(_minutes(stated))}, "
+         f"but the committed run took {seconds} s ({_allowed(_minutes(stated), seconds)})")
+
+    rows = [line for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines()
+            if line.startswith(f"| `{path.stem}` |")]
+    assert len(rows) == 1, f"{path.name}: README.md needs exactly one table row for it, found {len(rows)}"
+    listed = _README_RUN_TIME.search(rows[0].rsplit("|", 2)[-2])
+    assert listed, f"{path.name}: README.md's table row has no '~N min' run time: {rows[0][-60:]!r}"
+    assert _agrees(_minutes(listed), seconds), \
+        (f"{path.name}: README.md's table says ~{_stated(_minutes(listed))}, "
+         f"but the committed run took {seconds} s ({_allowed(_minutes(listed), seconds)})")
