@@ -267,6 +267,110 @@ def time_blocks(
 
 
 @dataclass
+class Contention:
+    """One engine's call timed alone, call by call next to other engines, and by the block method.
+
+    ``stats`` maps each condition (``"alone"``, ``"interleaved with NAME"``, ``"blocks after NAME"``)
+    to the victim's timings; medians are medians of the per-round medians (the conditions
+    alternate round by round, so slow drift in machine load hits them all alike).
+    """
+
+    stats: dict[str, TimingStats]
+    pause_s: float
+
+    def slowdown(self, condition: str) -> float:
+        return self.stats[condition].median_ms / self.stats["alone"].median_ms
+
+    def format(self) -> str:
+        width = max(len(k) for k in self.stats)
+        return "\n".join(f"  {name:<{width}}  median {s.median_ms:7.2f} ms  ({s.spread_text()})  "
+                         f"{self.slowdown(name):4.2f}x alone" for name, s in self.stats.items())
+
+    def verdict(self, condition: str) -> str:
+        """``"interleaved with X: 2.29x the time alone"``, or no measurable difference from alone."""
+        found = compare_timings(self.stats[condition], self.stats["alone"])
+        if not found.measurable:
+            return (f"{condition}: no measurable difference from alone ({self.slowdown(condition):.2f}x, within "
+                    f"the spread)")
+        return f"{condition}: {self.slowdown(condition):.2f}x the time alone"
+
+
+def measure_contention(
+    victim: Callable[[], object],
+    neighbours: Mapping[str, Callable[[], object]],
+    rounds: int = 4,
+    calls: int = 10,
+    warmup: int = 2,
+    pause_s: float = DEFAULT_BLOCK_PAUSE_S,
+) -> Contention:
+    """Time ``victim`` alone, interleaved call by call with each neighbour, and in blocks after each.
+
+    Every round measures every condition once (``calls`` timed victim calls each, after a
+    pause of ``pause_s``), in an order that rotates from round to round. "Interleaved"
+    alternates one neighbour call and one timed victim call, the way a call-by-call
+    benchmark of two engines does; "blocks" runs ``calls`` neighbour calls, pauses, then
+    times the victim's block: the method of :func:`time_blocks`.
+    """
+    rounds, calls = _positive_int(rounds, "rounds"), _positive_int(calls, "calls")
+    if not neighbours:
+        raise DeployLabError("measure_contention needs at least one neighbour")
+
+    def timed_victim(before_each=None) -> list[int]:
+        out = []
+        for _ in range(calls):
+            if before_each is not None:
+                before_each()
+            t0 = time.perf_counter_ns()
+            victim()
+            out.append(time.perf_counter_ns() - t0)
+        return out
+
+    def alone() -> list[int]:
+        for _ in range(warmup):
+            victim()
+        return timed_victim()
+
+    def interleaved(neighbour) -> Callable[[], list[int]]:
+        def run() -> list[int]:
+            for _ in range(warmup):
+                neighbour()
+                victim()
+            return timed_victim(before_each=neighbour)
+        return run
+
+    def blocks(neighbour) -> Callable[[], list[int]]:
+        def run() -> list[int]:
+            for _ in range(calls):
+                neighbour()
+            time.sleep(pause_s)
+            for _ in range(warmup):
+                victim()
+            return timed_victim()
+        return run
+
+    conditions: dict[str, Callable[[], list[int]]] = {"alone": alone}
+    for name, fn in neighbours.items():
+        conditions[f"interleaved with {name}"] = interleaved(fn)
+    for name, fn in neighbours.items():
+        conditions[f"blocks after {name}"] = blocks(fn)
+    keys = list(conditions)
+    samples: dict[str, list[int]] = {k: [] for k in keys}
+    medians: dict[str, list[float]] = {k: [] for k in keys}
+    for r in range(rounds):
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            time.sleep(pause_s)
+            got = conditions[key]()
+            samples[key] += got
+            medians[key].append(float(np.median(got)))
+    method = f"{rounds} rounds of {calls} calls per condition, rotating order, {pause_s:g} s pauses"
+    stats = {}
+    for key in keys:
+        stats[key] = summarize_timings(key, samples[key], method=method)
+        stats[key].median_ms = float(np.median(medians[key])) / 1e6
+    return Contention(stats, pause_s)
+
+
+@dataclass
 class SpinParkTime:
     """How much a spinning neighbour slows the next call, by pause between them.
 

@@ -477,3 +477,19 @@ def test_request_pool_keeps_the_order_and_uses_every_slot():
     assert len(clones) == 3 and all(c.calls for c in clones)  # one runner per slot, every slot used
     assert len({thread for c in clones for thread, _ in c.calls}) == 3
     assert sum(len(c.calls) for c in clones) == 12
+
+
+def test_measure_contention_separates_the_methods():
+    from threadpoolctl import threadpool_limits
+
+    from deploylab.bench import measure_contention
+
+    with threadpool_limits(1):
+        found = measure_contention(_victim(), {"spinner": _spinning_neighbour()}, rounds=3, calls=8, pause_s=0.1)
+    assert list(found.stats) == ["alone", "interleaved with spinner", "blocks after spinner"]
+    assert found.slowdown("interleaved with spinner") > 1.3, found.format()
+    assert found.slowdown("blocks after spinner") < 1.3, found.format()
+    assert found.verdict("interleaved with spinner").endswith("x the time alone")
+    assert all(s.repeats == 24 for s in found.stats.values())
+    with pytest.raises(DeployLabError, match="at least one neighbour"):
+        measure_contention(_victim(), {})

@@ -134,9 +134,9 @@ def test_ci_runs_make_test():
 NOTEBOOKS = sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NOTEBOOK_TIMER_START = "NOTEBOOK_START = time.perf_counter()"
 NOTEBOOK_TIMER_END = 'print(f"notebook ran in {time.perf_counter() - NOTEBOOK_START:.0f} s")'
-_MINUTES = r"(\d+(?:\.\d+)?)(?:\s*[–-]\s*(\d+(?:\.\d+)?))?"  # "1.5" or "1–2" (en dash or hyphen)
-_INTRO_RUN_TIME = re.compile(r"\*\*Run time\*\*: about " + _MINUTES + r" minutes?")
-_README_RUN_TIME = re.compile(r"~" + _MINUTES + r" min\b")
+_FIGURE = r"(\d+(?:\.\d+)?)(?:\s*[–-]\s*(\d+(?:\.\d+)?))?"  # "1.5" or "1–2" (en dash or hyphen)
+_INTRO_RUN_TIME = re.compile(r"\*\*Run time\*\*: about " + _FIGURE + r" (s|seconds|minutes?)\b")
+_README_RUN_TIME = re.compile(r"~" + _FIGURE + r" (s|min)\b")
 _MEASURED = re.compile(r"notebook ran in (\d+) s")
 
 
@@ -158,8 +158,10 @@ def _stdout(cell: dict) -> str:
 
 
 def _minutes(match: re.Match) -> tuple[float, float]:
-    low = float(match[1])
-    return low, float(match[2]) if match[2] else low
+    """The stated figure (or range) in minutes, whether it was written in seconds or minutes."""
+    scale = 1 / 60 if match[3] in ("s", "seconds") else 1.0
+    low = float(match[1]) * scale
+    return low, (float(match[2]) * scale if match[2] else low)
 
 
 def _agrees(minutes: tuple[float, float], measured_s: int) -> bool:
@@ -172,7 +174,7 @@ def _agrees(minutes: tuple[float, float], measured_s: int) -> bool:
 
 def _stated(minutes: tuple[float, float]) -> str:
     low, high = minutes
-    return f"{low:g} min" if low == high else f"{low:g}–{high:g} min"
+    return f"{low * 60:g} s" if low == high else f"{low * 60:g}–{high * 60:g} s"
 
 
 def _allowed(minutes: tuple[float, float], measured_s: int) -> str:
@@ -208,7 +210,7 @@ def test_stated_run_time_matches_the_measured_one(path):
 
     intro = next(_source(c) for c in nb["cells"] if c["cell_type"] == "markdown")
     stated = _INTRO_RUN_TIME.search(intro)
-    assert stated, f"{path.name}: the introduction has no '**Run time**: about N minute(s)' line"
+    assert stated, f"{path.name}: the introduction has no '**Run time**: about N s (or minutes)' line"
     assert "the last cell prints this run's time" in intro[stated.start():].split("\n", 1)[0], \
         f"{path.name}: the run-time line must say that the last cell prints this run's time"
     assert _agrees(_minutes(stated), seconds), \
@@ -219,7 +221,15 @@ def test_stated_run_time_matches_the_measured_one(path):
             if line.startswith(f"| `{path.stem}` |")]
     assert len(rows) == 1, f"{path.name}: README.md needs exactly one table row for it, found {len(rows)}"
     listed = _README_RUN_TIME.search(rows[0].rsplit("|", 2)[-2])
-    assert listed, f"{path.name}: README.md's table row has no '~N min' run time: {rows[0][-60:]!r}"
+    assert listed, f"{path.name}: README.md's table row has no '~N s' or '~N min' run time: {rows[0][-60:]!r}"
     assert _agrees(_minutes(listed), seconds), \
-        (f"{path.name}: README.md's table says ~{_stated(_minutes(listed))}, "
+        (f"{path.name}: README.md's table says {_stated(_minutes(listed))}, "
          f"but the committed run took {seconds} s ({_allowed(_minutes(listed), seconds)})")
+
+
+@pytest.mark.parametrize("text, seconds", [("**Run time**: about 20 s on", 20), ("**Run time**: about 2 minutes", 120),
+                                           ("**Run time**: about 1–2 minutes", (60, 120))])
+def test_run_time_parsing(text, seconds):
+    low, high = _minutes(_INTRO_RUN_TIME.search(text))
+    assert (low * 60, high * 60) == ((seconds, seconds) if isinstance(seconds, int) else seconds)
+    assert not _agrees((low, high), 400)  # a stated time far from the measured one fails
