@@ -47,6 +47,8 @@ def main(argv=None) -> int:
         best = results.best_batch(name)
         print(f"{name:<12} best batch {best:>2}: {tput[best]:.1f} img/s, batch 1: {tput[1]:.1f} img/s "
               f"-> best/batch1 = {tput[best] / tput[1]:.2f}x")
+    for name in runners:
+        print(results.batching_conclusion(name))  # with the noise check: a gain inside the spread is no gain
     best_name = max(("onnxruntime", "openvino"), key=lambda n: by[n][results.best_batch(n)])
     best_tput = by[best_name][results.best_batch(best_name)]
     print(f"best deploylab path ({best_name}, batch {results.best_batch(best_name)}) vs torch eager batch 1: "

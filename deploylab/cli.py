@@ -69,6 +69,23 @@ def _cmd_inspect(args) -> int:
     return EXIT_OK if check.valid else EXIT_CHECK_FAILED
 
 
+def _cmd_profile(args) -> int:
+    from deploylab.profiling import profile_model
+
+    for value, flag in ((args.batch, "--batch"), (args.runs, "--runs"), (args.top, "--top")):
+        if value < 1:
+            raise DeployLabError(f"{flag} must be at least 1, got {value}")
+    if args.threads is not None and args.threads < 1:
+        raise DeployLabError(f"--threads must be at least 1, got {args.threads}")
+    if args.backend == "onnxruntime" and args.precision != "fp32":
+        raise DeployLabError(f"--precision {args.precision} is an OpenVINO setting; ONNX Runtime runs the precision "
+                             "stored in the file (quantize it to change that)")
+    report = profile_model(args.model, args.backend, batch_size=args.batch, runs=args.runs, threads=args.threads,
+                           precision=None if args.precision == "default" else args.precision)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report.format(top=args.top))
+    return EXIT_OK
+
+
 def _load_input(path: Path, runner, model_path: Path | None = None) -> tuple[dict, str]:
     """An image (preprocessed as the model file's metadata says, else like mmcls for the
     model's input size) or a .npy array; returns the feed and a line saying which."""
@@ -537,6 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_lenet)
+
+    p = sub.add_parser("profile", help="per-layer times (and, for OpenVINO, runtime precision per layer)")
+    p.add_argument("model", type=Path, help="ONNX file (or OpenVINO .xml for --backend openvino)")
+    p.add_argument("--backend", choices=("onnxruntime", "openvino"), default="onnxruntime")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the seeded input (default 1)")
+    p.add_argument("--runs", type=int, default=10, help="timed runs to average (default 10)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (default: the engine's default)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16", "default"), default="fp32",
+                   help="OpenVINO inference precision (default fp32; 'default' = the device's choice)")
+    p.add_argument("--top", type=int, default=10, help="rows of the per-op and slowest-layer tables")
+    p.add_argument("--json", action="store_true", help="print the whole report as JSON")
+    p.set_defaults(func=_cmd_profile)
 
     p = sub.add_parser("check-support", help="which backends run every operator of an ONNX file; exit 1 if one does not")
     p.add_argument("file", type=Path, help="ONNX file")

@@ -83,12 +83,15 @@ def session_options(
     optimization: str = "all",
     optimized_model_path: str | Path | None = None,
     spinning: bool = True,
+    profile_prefix: str | Path | None = None,
 ):
     """``onnxruntime.SessionOptions`` from plain arguments (threads, optimization level name).
 
     ``spinning=False`` sets ``session.intra_op.allow_spinning`` to ``"0"``: idle intra-op
     workers then sleep at once instead of spinning for the next call (less speed for
     back-to-back calls of one session, no cores stolen from another engine in between).
+    ``profile_prefix`` turns on ORT's profiler (``enable_profiling``): every node's kernel
+    time goes to a JSON file whose name starts with it, written by ``session.end_profiling()``.
     """
     ort = _ort()
     if optimization not in OPTIMIZATION_LEVELS:
@@ -116,6 +119,9 @@ def session_options(
         options.optimized_model_filepath = str(optimized_model_path)
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     return options
 
 
@@ -174,9 +180,11 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         optimization: str = "all",
         name: str | None = None,
         spinning: bool = True,
+        profile_prefix: str | Path | None = None,
     ):
         super().__init__(model_path, name or f"onnxruntime:{Path(model_path).name}")
         self.spinning = bool(spinning)
+        self.profile_prefix = profile_prefix
         self.requested_providers = list(providers or ["CPUExecutionProvider"])
         self.intra_op_threads = intra_op_threads
         self.inter_op_threads = inter_op_threads
@@ -196,7 +204,7 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         load_onnx(self.model_path, load_external_data=False)
         usable, self.fallbacks = resolve_providers(self.requested_providers)
         options = session_options(self.intra_op_threads, self.inter_op_threads, self.optimization,
-                                  spinning=self.spinning)
+                                  spinning=self.spinning, profile_prefix=self.profile_prefix)
         try:
             self.session = ort.InferenceSession(str(self.model_path), options, providers=usable)
         except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types

@@ -182,14 +182,16 @@ class OpenVinoRunner(OnnxFileRunner):
     """An ONNX file or OpenVINO IR compiled by OpenVINO for ``device``.
 
     ``precision``: ``fp32`` (default), ``bf16``, ``fp16`` or ``None`` for the device
-    default; ``hint``: ``latency`` or ``throughput``; ``threads``: CPU inference threads.
+    default; ``hint``: ``latency`` or ``throughput``; ``threads``: CPU inference threads;
+    ``perf_count``: record per-layer times (``PERF_COUNT``, see :mod:`deploylab.profiling`).
     ``inference_precision`` is what the compiled model really uses (compiling if needed).
     """
 
     backend = "openvino"
 
     def __init__(self, model_path: str | Path, device: str = "CPU", precision: str | None = "fp32",
-                 hint: str = "latency", threads: int | None = None, name: str | None = None):
+                 hint: str = "latency", threads: int | None = None, name: str | None = None,
+                 perf_count: bool = False):
         super().__init__(model_path, name or f"openvino:{Path(model_path).name}")
         if precision is not None and precision not in PRECISIONS:
             raise DeployLabError(
@@ -201,13 +203,15 @@ class OpenVinoRunner(OnnxFileRunner):
         if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
             raise DeployLabError(f"threads must be a positive integer, got {threads!r}")
         self.device, self.precision, self.hint, self.threads = device, precision, hint, threads
+        self.perf_count = bool(perf_count)
         self.compiled = None
         self.request = None
         self._queues: dict[int, object] = {}
         self._inference_precision: str | None = None
 
     def with_model(self, model_path: str | Path) -> OpenVinoRunner:
-        return OpenVinoRunner(model_path, self.device, self.precision, self.hint, self.threads)
+        return OpenVinoRunner(model_path, self.device, self.precision, self.hint, self.threads,
+                              perf_count=self.perf_count)
 
     def config(self) -> dict:
         config = {"PERFORMANCE_HINT": HINTS[self.hint]}
@@ -215,6 +219,8 @@ class OpenVinoRunner(OnnxFileRunner):
             config["INFERENCE_PRECISION_HINT"] = PRECISIONS[self.precision]
         if self.threads:
             config["INFERENCE_NUM_THREADS"] = self.threads
+        if self.perf_count:
+            config["PERF_COUNT"] = True  # per-layer times in request.get_profiling_info()
         return config
 
     def _activate(self) -> None:
