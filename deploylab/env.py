@@ -140,7 +140,7 @@ def format_environment(env: dict) -> str:
         ("cpu", env.get("cpu_model")),
         ("cpu count", f"{env['cpu_count']} logical" if env.get("cpu_count") else None),
         ("cpu flags", cpu_flags),
-        ("fast int8 / bf16", f"{_yes(cpu_supports_fast_int8(env))} / {_yes(cpu_supports_bf16(env))}"),
+        ("int8 dot product (VNNI/AMX) / bf16", f"{_yes(cpu_has_vnni(env))} / {_yes(cpu_supports_bf16(env))}"),
         ("memory", f"{memory} GiB" if memory is not None else "unknown"),
         ("gpu", gpus),
         ("torch threads", env.get("torch_threads")),
@@ -173,11 +173,15 @@ def machine_line(env: dict | None = None) -> str:
             f"SIMD: {simd}, VNNI: {vnni or 'no'}, AMX: {amx or 'no'}, BF16: {bf16 or 'no'}")
 
 
-def cpu_supports_fast_int8(env: dict | None = None) -> bool:
-    """True if the CPU has int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI or AMX int8).
+def cpu_has_vnni(env: dict | None = None) -> bool:
+    """True if the CPU has an int8 dot-product instruction: AVX-512 VNNI, AVX-VNNI or AMX int8 tiles.
 
-    Without them int8 inference on x86 is often no faster than fp32. ``env`` defaults
-    to reading /proc/cpuinfo now (cheap; nothing is imported).
+    What it means for int8 inference: every x86-64 CPU with AVX2 runs int8 kernels in
+    integer SIMD (u8 x s8 products with ``VPMADDUBSW``, summed pairwise into int16, which
+    can saturate: that is what ONNX Runtime's ``reduce_range`` avoids). VNNI fuses the
+    multiply-add into 32-bit accumulators (no saturation, fewer instructions); AMX adds
+    tile units on top. So int8 is usually faster than fp32 without VNNI too, and more so
+    with it; measure it on the machine. ``env`` defaults to reading /proc/cpuinfo now.
     """
     flags = _cpu_flags() if env is None else env.get("cpu_flags", {})
     return bool(flags.get("avx512_vnni") or flags.get("avx_vnni") or flags.get("amx_int8"))

@@ -60,13 +60,13 @@ def test_format_of_a_server_cpu():
 
 def test_capability_checks():
     none = dict.fromkeys(envmod._CPU_FLAGS, False)
-    assert not envmod.cpu_supports_fast_int8({"cpu_flags": none})
+    assert not envmod.cpu_has_vnni({"cpu_flags": none})
     assert not envmod.cpu_supports_bf16({"cpu_flags": none})
-    assert envmod.cpu_supports_fast_int8({"cpu_flags": {**none, "avx512_vnni": True}})
-    assert envmod.cpu_supports_fast_int8({"cpu_flags": {**none, "amx_int8": True}})
+    assert envmod.cpu_has_vnni({"cpu_flags": {**none, "avx512_vnni": True}})
+    assert envmod.cpu_has_vnni({"cpu_flags": {**none, "amx_int8": True}})
     assert envmod.cpu_supports_bf16({"cpu_flags": {**none, "amx_bf16": True}})
     assert not envmod.cpu_supports_bf16({"cpu_flags": {**none, "avx512_vnni": True}})
-    assert isinstance(envmod.cpu_supports_fast_int8(), bool)  # reads this machine's flags
+    assert isinstance(envmod.cpu_has_vnni(), bool)  # reads this machine's flags
 
 
 def test_import_is_light():

@@ -59,7 +59,7 @@ def quantize_int4_weights(
 
     ``block_size``: values per scale along K (a power of two >= 16). ``symmetric``: no zero
     points. ``accuracy_level``: the lowest precision MatMulNBits may compute in (None:
-    unset; 4 allows int8 activations on CPUs that have fast int8). Raises a
+    unset; 4 allows int8 activations on CPUs with int8 dot-product instructions (VNNI)). Raises a
     :class:`DeployLabError` when the model has no MatMul with a constant 2-D weight.
     """
     import onnx

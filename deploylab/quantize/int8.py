@@ -73,10 +73,10 @@ def _calibration_method(method: str):
 
 def cpu_saturates_int8() -> bool:
     """True on an x86 CPU without VNNI/AMX int8, where u8 x s8 kernels can saturate (use 7-bit weights)."""
-    from deploylab.env import cpu_supports_fast_int8
+    from deploylab.env import cpu_has_vnni
 
     machine = platform.machine().lower()
-    return machine in ("x86_64", "amd64", "i386", "i686", "x86") and not cpu_supports_fast_int8()
+    return machine in ("x86_64", "amd64", "i386", "i686", "x86") and not cpu_has_vnni()
 
 
 # ---------------------------------------------------------------- step 1: pre-processing
