@@ -549,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_env)
 
-    p = sub.add_parser("train-lenet", help="train the seed's LeNet on sklearn digits")
+    p = sub.add_parser("train-lenet", help="train the notes' LeNet on sklearn digits")
     p.add_argument("-o", "--output", type=Path, default=None, help="checkpoint to write")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)

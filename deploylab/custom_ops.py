@@ -1,6 +1,6 @@
 """A custom operator end to end: PyTorch op -> ONNX node in its own domain -> engine kernel.
 
-Engines lag behind new operators (the seed's problem 9d). When an operation has no
+Engines lag behind new operators (problem 9d of the notes). When an operation has no
 ONNX equivalent (or one an engine runs too slowly), it is exported as a *custom* node
 and each engine gets its own implementation:
 

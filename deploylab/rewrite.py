@@ -348,7 +348,7 @@ def mmcls_classifier_rewrites() -> RewriteRegistry:
     """Rewrites that make ``model(x)`` of an mmcls 0.25 ImageClassifier exportable as is.
 
     - ``BaseClassifier.forward(img, return_loss=True)`` -> the test path
-      ``simple_test(img)`` whatever ``return_loss`` says, so the seed's ``(x, False)``
+      ``simple_test(img)`` whatever ``return_loss`` says, so the notes' ``(x, False)``
       argument trick is not needed;
     - ``LinearClsHead.simple_test`` / ``ClsHead.simple_test`` -> the score tensor
       without post-processing (eager mmcls returns a list of numpy arrays), logits by

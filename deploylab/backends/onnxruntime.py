@@ -266,12 +266,12 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         return self.bind_cpu(feed).run()
 
     def run_cuda_iobinding(self, inputs: Mapping[str, object], copy_to_cpu: bool = False):
-        """The seed's pattern: bind CUDA tensors by pointer, run, read outputs.
+        """The notes' pattern: bind CUDA tensors by pointer, run, read outputs.
 
         ``inputs`` maps names to torch CUDA tensors. Outputs are bound to torch CUDA
         tensors allocated here (returned as such), or with ``copy_to_cpu=True`` bound by
         name on the device and fetched with ``copy_outputs_to_cpu()`` as numpy arrays,
-        exactly as the seed does. Needs onnxruntime-gpu and an NVIDIA GPU.
+        exactly as the notes do. Needs onnxruntime-gpu and an NVIDIA GPU.
         """
         import torch
 
