@@ -276,3 +276,45 @@ def plot_quality_speed(rows: list[dict], path: str | Path | None = None, quality
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)
     return fig
+
+
+def plot_profile(report, path: str | Path | None = None, top: int = 10, title: str = ""):
+    """Where the time goes in one :class:`deploylab.profiling.ProfileReport`.
+
+    Left: milliseconds per run summed by op type (slowest first, each bar labelled with
+    its share of the total and the number of layers). Right: the ``top`` slowest single
+    layers, labelled with their precision when the engine reports one. Times are the
+    report's means per timed run, so they are only as steady as the machine was.
+    """
+    if top < 1:
+        raise DeployLabError(f"top must be at least 1, got {top!r}")
+    if not report.layers:
+        raise DeployLabError(f"the {report.backend} profile of {report.model} holds no layers: nothing to plot")
+    by_type = report.by_op_type()[:top][::-1]
+    slowest = report.slowest(top)[::-1]
+    height = max(2.6, 0.32 * max(len(by_type), len(slowest)) + 1.2)
+    fig = _figure(12, height)
+    ax_type, ax_layer = fig.subplots(1, 2, width_ratios=(1, 1.3))
+    ms = [us / 1000 for _, _, us, _ in by_type]
+    ax_type.barh([op for op, *_ in by_type], ms, color="#7aa6d6")
+    for y, (_, count, us, share) in enumerate(by_type):
+        ax_type.annotate(f"{share:.0%} ({count})", (us / 1000, y), xytext=(3, 0), textcoords="offset points",
+                         va="center", fontsize=7)
+    ax_type.set_xlim(0, max(ms) * 1.25 or 1.0)
+    ax_type.set_xlabel("ms per run (share of the total, layers)")
+    ax_type.set_title("time by op type", fontsize=10)
+    ax_type.grid(axis="x", alpha=0.3)
+
+    def layer_label(layer) -> str:
+        name = layer.name if len(layer.name) <= 40 else "..." + layer.name[-37:]
+        return f"{name} [{layer.precision}]" if layer.precision else name
+
+    ax_layer.barh([layer_label(layer) for layer in slowest], [layer.time_us / 1000 for layer in slowest],
+                  color="#fdae6b")
+    ax_layer.tick_params(axis="y", labelsize=7)
+    ax_layer.set_xlabel("ms per run")
+    ax_layer.set_title(f"slowest {len(slowest)} layers", fontsize=10)
+    ax_layer.grid(axis="x", alpha=0.3)
+    fig.suptitle(title or f"{report.backend} profile of {report.model}, batch {report.batch_size}, "
+                          f"mean of {report.runs} runs ({report.total_us / 1000:.2f} ms in layers)", fontsize=10)
+    return _save(fig, path)
