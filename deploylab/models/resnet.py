@@ -1,4 +1,4 @@
-"""ResNet-18 two ways: the seed's mmcls route and torchvision, with one state dict for both.
+"""ResNet-18 two ways: the notes' mmcls route and torchvision, with one state dict for both.
 
 mmcls 0.25's ``ImageClassifier`` keeps the torchvision layer names under a ``backbone.``
 prefix and puts the classifier at ``head.fc``; torchvision's ``resnet18`` has the same
@@ -102,11 +102,13 @@ def build_mmcls_classifier(
     checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
     seed: int = DEFAULT_SEED,
 ) -> nn.Module:
-    """The seed's ``init_model(config, checkpoint)``, on CPU, in eval mode.
+    """The notes' ``init_model(config, checkpoint)``, on CPU, in eval mode.
 
-    The checkpoint is loaded by deploylab with ``weights_only=True`` (mmcv's loader would
-    unpickle arbitrary objects) and strictly, listing any key that does not fit. Without
-    a checkpoint the weights come from ``torch.manual_seed(seed)``.
+    The checkpoint is loaded by deploylab, strictly (listing any key that does not fit;
+    mmcv 1.7's ``load_checkpoint`` defaults to ``strict=False`` and only logs them) and with
+    ``weights_only=True`` spelled out (mmcv calls ``torch.load`` without it, which refuses
+    arbitrary pickled objects only because PyTorch >= 2.6 defaults to ``weights_only=True``).
+    Without a checkpoint the weights come from ``torch.manual_seed(seed)``.
     """
     from deploylab.models.checkpoint import load_state_dict_into, read_state_dict
 
