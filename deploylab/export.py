@@ -7,7 +7,7 @@ Two exporters live behind ``torch.onnx.export``:
   request for an older opset gives an 18 model and a logged conversion failure. Dynamic
   dimensions are declared with ``dynamic_shapes`` and ``torch.export.Dim``.
 - ``"torchscript"`` (``dynamo=False``, deprecated): traces the model with TorchScript,
-  honours old opsets such as the seed's 11, declares dynamic dims with ``dynamic_axes``.
+  honours old opsets such as the notes' 11, declares dynamic dims with ``dynamic_axes``.
 
 Exporters are chatty (progress lines, warnings, tracebacks from the version converter).
 By default that text is captured into the report instead of the screen, and anything a
@@ -226,7 +226,7 @@ def _name_batch_dim(model) -> bool:
     """Call the symbolic batch dim ``batch`` everywhere in ``model``; True if anything changed.
 
     The dynamo exporter names it after ``Dim`` only when every positional argument is a
-    tensor; with the seed's ``(x, False)`` it keeps an internal name such as ``s45``.
+    tensor; with the notes' ``(x, False)`` it keeps an internal name such as ``s45``.
     """
     first = model.graph.input[0].type.tensor_type.shape.dim
     old = first[0].dim_param if len(first) else ""

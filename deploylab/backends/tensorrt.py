@@ -1047,7 +1047,7 @@ class _EngineSession:
 
 
 class TensorRTRunner(Runner):
-    """A TensorRT plan behind the runner contract (the runtime phase of the seed).
+    """A TensorRT plan behind the runner contract (the runtime phase of the notes).
 
     Activation: check the sidecar, create ``trt.Runtime``, ``deserialize_cuda_engine``,
     ``create_execution_context`` and a torch CUDA stream. Each ``infer`` checks the inputs

