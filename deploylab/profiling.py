@@ -290,7 +290,9 @@ def optimized_graph_changes(model_path: str | Path, optimization: str = "all") -
     after = Counter(node.op_type for node in optimized.graph.node)
     added = {op: after[op] - before.get(op, 0) for op in after if after[op] > before.get(op, 0)}
     removed = {op: before[op] - after.get(op, 0) for op in before if before[op] > after.get(op, 0)}
-    inserted = sum(node.name.startswith("InsertedPrecisionFreeCast") for node in optimized.graph.node)
+    # Only Cast nodes: at "layout"/"all" ORT also names NCHWc nodes after their (cast) inputs.
+    inserted = sum(node.op_type == "Cast" and node.name.startswith("InsertedPrecisionFreeCast")
+                   for node in optimized.graph.node)
     return {"before": dict(before), "after": dict(after), "added": added, "removed": removed,
             "inserted_casts": inserted, "initializers_before": dtypes(original),
             "initializers_after": dtypes(optimized)}

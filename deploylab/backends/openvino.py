@@ -12,7 +12,9 @@ Runtime phase (TensorRT: runtime, deserialize, context, execute):
 
 Precision: OpenVINO's CPU plugin runs bf16 by default on CPUs with AMX (and may on
 AVX-512 BF16), f32 elsewhere. deploylab asks for f32 unless told otherwise, and reports
-what the compiled model really uses.
+the compiled model's resolved ``INFERENCE_PRECISION_HINT``: the precision of its float
+layers, not of every layer (an int8 model reports f32 while its convolutions run u8/i8;
+``deploylab.profiling.openvino_runtime_layers`` lists each layer's runtime precision).
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ class OpenVinoRunner(OnnxFileRunner):
     ``precision``: ``fp32`` (default), ``bf16``, ``fp16`` or ``None`` for the device
     default; ``hint``: ``latency`` or ``throughput``; ``threads``: CPU inference threads;
     ``perf_count``: record per-layer times (``PERF_COUNT``, see :mod:`deploylab.profiling`).
-    ``inference_precision`` is what the compiled model really uses (compiling if needed).
+    ``inference_precision`` is the compiled model's resolved precision hint (compiling if
+    needed); per-layer precisions: :func:`deploylab.profiling.openvino_runtime_layers`.
     """
 
     backend = "openvino"
@@ -314,7 +317,12 @@ class OpenVinoRunner(OnnxFileRunner):
 
     @property
     def inference_precision(self) -> str:
-        """The precision the compiled model really computes in (f32, bf16, f16)."""
+        """The compiled model's resolved ``INFERENCE_PRECISION_HINT`` (f32, bf16, f16).
+
+        It is the precision of the float layers; layers of a quantized model run int8, and
+        a few (reorders, the first or last layer) may stay f32: see
+        :func:`deploylab.profiling.openvino_runtime_layers`.
+        """
         self.activate()
         return self._inference_precision
 

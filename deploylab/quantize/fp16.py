@@ -4,8 +4,17 @@ ONNX Runtime's converter (``onnxruntime.transformers.float16``) rewrites every f
 initializer and tensor to float16 and, with ``keep_io_types``, puts a Cast at each graph
 input and output so callers keep feeding float32. Weights halve; accuracy usually does
 not move (fp16 keeps 11 significant bits and LeNet/ResNet activations stay far inside
-its +-65504 range). Whether it is *faster* depends on the engine: GPUs and CPUs with
-AVX-512 FP16/AMX-FP16 compute in fp16; elsewhere the engine converts back to fp32.
+its +-65504 range). Whether it is *faster* depends on who computes, not on the file:
+
+- ONNX Runtime's CPU provider on x86 has no fp16 Conv/Gemm kernels (its MLAS fp16 kernels are
+  built for ARM64 only). Its ``InsertCastTransformer`` puts a Cast to fp32 in front of such a
+  node's fp16 inputs (``InsertedPrecisionFreeCast_*``) and runs the fp32 kernel; at the higher
+  optimization levels the casts of constant weights fold into fp32 weights. The arithmetic is
+  fp32, and fusions the fp32 graph gets (e.g. Conv + Clip) can be lost, so the fp16 file is
+  usually slower there: :func:`deploylab.profiling.optimized_graph_changes` shows it.
+- fp16 computes in fp16 on NVIDIA GPUs (ONNX Runtime's CUDA provider, TensorRT), on OpenVINO's
+  GPU plugin (f16 by default) and in OpenVINO's CPU plugin when asked for ``f16`` on a CPU with
+  AVX512-FP16 or AVX2-VNNI-2 (elsewhere the plugin ignores the hint and computes in f32).
 """
 
 from __future__ import annotations

@@ -282,7 +282,7 @@ def _per_channel_opset(model_path: Path, upgraded_path: Path) -> tuple[Path, str
     """Upgrade a model below opset 13 so that per-channel Q/DQ nodes are valid in it.
 
     quantize_static writes DequantizeLinear with an ``axis`` attribute whatever the
-    model's opset; in an opset 11 model (the seed's export) the result is invalid and
+    model's opset; in an opset 11 model (the notes' export call) the result is invalid and
     ONNX Runtime itself refuses to load it ("Unrecognized attribute: axis").
     """
     import onnx
