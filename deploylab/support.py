@@ -1,6 +1,7 @@
 """Which ONNX operators each engine really runs, measured rather than assumed.
 
-Engines differ in ONNX support (the seed's problem 9c). Two sources tell how much:
+Engines differ in ONNX support (the third of the notes' common problems). Two sources tell
+how much:
 
 - **Measured here**: the ONNX conformance *node* tests (one small model per operator
   variant, with reference inputs and outputs) run through ONNX Runtime and OpenVINO
@@ -50,6 +51,8 @@ MATRIX_PATH = DATA_DIR / "support_matrix.json"
 MATRIX_FORMAT = 1
 MEASURED_BACKENDS = ("onnxruntime", "openvino")
 CASE_STATUSES = ("pass", "wrong", "load_error", "run_error", "skipped")
+#: Statuses that count against an engine ("skipped" cases were never run).
+FAILING_STATUSES = ("wrong", "load_error", "run_error")
 RTOL, ATOL = 1e-3, 1e-5
 _DETAIL_CHARS = 160
 
@@ -449,24 +452,135 @@ _CASE_RUNNERS = {"onnxruntime": _OrtCaseRunner, "openvino": _OpenVinoCaseRunner}
 
 def run_case(case: ConformanceCase, runner) -> tuple[str, str]:
     """Run one conformance case in one engine: (status, detail)."""
+    run = _run_case(case, runner)
+    return run.status, run.detail
+
+
+@dataclass
+class CaseRun:
+    """One conformance case run in one engine, with the values: what :func:`rerun_case` returns."""
+
+    case: str
+    backend: str
+    status: str  # one of CASE_STATUSES
+    detail: str
+    inputs: list = field(default_factory=list)
+    expected: list = field(default_factory=list)
+    got: list | None = None  # None: the engine did not produce outputs
+
+    def mismatches(self, output: int = 0, limit: int = 5) -> list[tuple]:
+        """``(flat index, input value, expected, got)`` where output ``output`` is off, first ``limit``.
+
+        "Off" uses the matrix's tolerance (``rtol=1e-3, atol=1e-5``, NaN equal to NaN); the
+        input value is the first input's at the same index when the shapes agree, else None.
+        """
+        if self.got is None or output >= min(len(self.got), len(self.expected)):
+            return []
+        ref, out = np.asarray(self.expected[output]), np.asarray(self.got[output])
+        if ref.shape != out.shape or ref.dtype.kind not in "biufc":
+            return []
+        if ref.dtype.kind in "biu":
+            off = ref != out
+        else:
+            off = ~np.isclose(out.astype(np.complex128 if out.dtype.kind == "c" else np.float64),
+                              ref.astype(np.complex128 if ref.dtype.kind == "c" else np.float64),
+                              rtol=RTOL, atol=ATOL, equal_nan=True)
+        first = np.asarray(self.inputs[0]) if self.inputs and self.inputs[0] is not None else None
+        same = first is not None and not isinstance(self.inputs[0], list) and first.shape == ref.shape
+        rows = []
+        for index in np.flatnonzero(off.ravel())[:limit]:
+            value = first.ravel()[index].item() if same else None
+            rows.append((int(index), value, ref.ravel()[index].item(), out.ravel()[index].item()))
+        return rows
+
+
+def _run_case(case: ConformanceCase, runner) -> CaseRun:
+    name, backend = case.name, getattr(runner, "name", "?")
     try:
         feeds = {v.name: _as_feed(x) for v, x in zip(case.model.graph.input, case.inputs)}
         expected = [_as_feed(x) for x in case.outputs]
     except _Unfeedable as exc:
-        return "skipped", f"harness cannot feed {exc}"
+        return CaseRun(name, backend, "skipped", f"harness cannot feed {exc}")
+    inputs = list(feeds.values())
     try:
         got = runner.run(case.model.SerializeToString(), feeds)
     except _Unfeedable as exc:
-        return "skipped", f"harness cannot feed {exc}"
+        return CaseRun(name, backend, "skipped", f"harness cannot feed {exc}", inputs, expected)
     except _LoadError as exc:
-        return "load_error", str(exc)
+        return CaseRun(name, backend, "load_error", str(exc), inputs, expected)
     except Exception as exc:  # the engines raise their own exception types
-        return "run_error", _first_line(exc)
+        return CaseRun(name, backend, "run_error", _first_line(exc), inputs, expected)
     try:
-        reason = _outputs_match(expected, [_normalise_output(o) for o in got], values=not _is_random(case))
+        got = [_normalise_output(o) for o in got]
+        reason = _outputs_match(expected, got, values=not _is_random(case))
     except _Unfeedable as exc:
-        return "skipped", f"harness cannot compare {exc}"
-    return ("pass", "") if reason is None else ("wrong", reason)
+        return CaseRun(name, backend, "skipped", f"harness cannot compare {exc}", inputs, expected)
+    if reason is None:
+        return CaseRun(name, backend, "pass", "", inputs, expected, got)
+    return CaseRun(name, backend, "wrong", reason, inputs, expected, got)
+
+
+def conformance_case(name: str, directory: str | Path | None = None) -> ConformanceCase:
+    """One ONNX node test by name, e.g. ``"test_cast_FLOAT_to_DOUBLE"`` (as in the matrix's failures).
+
+    Read from the wheel's test files when it ships them; otherwise only the generator
+    module the name points to is imported (``test_cast_...`` -> ``cast``), a fraction of a
+    second, with the full generation (seconds) as the fallback.
+    """
+    folder = Path(directory) if directory is not None else node_test_dir()
+    if folder.is_dir() and (folder / name / "model.onnx").is_file():
+        for case in _cases_from_files(folder, None):
+            if case.name == name:
+                return case
+    import pkgutil
+    import warnings
+
+    import onnx.backend.test.case.node as node_cases
+
+    def found():
+        for case in node_cases._NodeTestCases:
+            if case.kind == "node" and case.name == name:
+                inputs, outputs = case.data_sets[0]
+                return ConformanceCase(case.name, case.model, list(inputs), list(outputs))
+        return None
+
+    modules = {m.name for m in pkgutil.iter_modules(node_cases.__path__) if not m.ispkg}
+    tokens = name.removeprefix("test_").split("_")
+    guesses = []
+    for k in range(len(tokens), 0, -1):
+        for joined in ("_".join(tokens[:k]).lower(), "".join(tokens[:k]).lower()):
+            for module in (joined, f"{joined}_"):
+                if module in modules and module not in guesses:
+                    guesses.append(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the generators overflow on purpose (see _generated_cases)
+        case = found()
+        for module in guesses:
+            if case is not None:
+                break
+            importlib.import_module(f"{node_cases.__name__}.{module}")
+            case = found()
+        if case is None:
+            node_cases.collect_testcases()
+            case = found()
+    if case is None:
+        raise DeployLabError(f"no ONNX node test named {name!r} in onnx {_onnx_version()}; names look like "
+                             "'test_cast_FLOAT_to_DOUBLE' (see SupportMatrix.failures())")
+    return case
+
+
+def _onnx_version() -> str:
+    import onnx
+
+    return onnx.__version__
+
+
+def rerun_case(name: str, backend: str) -> CaseRun:
+    """Run one conformance case again in ``backend`` (``"onnxruntime"`` or ``"openvino"``), with
+    the settings the matrix used, and keep the values, so that a "wrong" verdict can be looked at."""
+    if backend not in _CASE_RUNNERS:
+        raise DeployLabError(f"cannot run conformance cases in {backend!r}; use one of {', '.join(_CASE_RUNNERS)}")
+    return _run_case(conformance_case(name), _CASE_RUNNERS[backend]())
 
 
 def _normalise_output(value):
@@ -628,7 +742,14 @@ def _progress(total: int, enabled: bool):
 # ---------------------------------------------------------------- reading the matrix
 @dataclass
 class MatrixStatus:
-    """One backend's verdict on one (domain, op, opset): pass / partial / fail / unknown."""
+    """One backend's verdict on one (domain, op, opset): pass / partial / fail / unknown.
+
+    Counted over the cases that ran (skipped ones left out): ``pass`` all of them passed,
+    ``partial`` some did, ``fail`` none did, ``unknown`` no case ran. ``partial`` is about
+    the op's *variants* (dtypes, attributes, inputs given as tensors rather than
+    constants): a model that uses only passing variants runs; :meth:`SupportMatrix.breakdown`
+    names the failing ones.
+    """
 
     status: str
     counts: dict[str, int] = field(default_factory=dict)
@@ -639,6 +760,46 @@ class MatrixStatus:
         passed = self.counts.get("pass", 0)
         base = self.status if self.status == "unknown" else f"{self.status} {passed}/{tested}"
         return f"{base} {self.note}".strip()
+
+
+@dataclass
+class CaseBreakdown:
+    """One operator's conformance cases in one backend: counts per status and the reasons."""
+
+    op: str
+    backend: str
+    opsets: list[int]
+    counts: dict[str, int]
+    groups: dict[tuple[str, str], list[str]]  # (status, recorded detail) -> case names
+
+    @property
+    def failing(self) -> int:
+        """Cases that ran (or tried to) and did not pass; skipped ones are not counted."""
+        return sum(self.counts.get(s, 0) for s in FAILING_STATUSES)
+
+    @property
+    def tested(self) -> int:
+        return sum(v for k, v in self.counts.items() if k != "skipped")
+
+    def cases(self, status: str) -> list[str]:
+        return sorted(c for (st, _), names in self.groups.items() if st == status for c in names)
+
+    def format(self, names: int = 3) -> str:
+        order = [s for s in CASE_STATUSES if self.counts.get(s)]
+        total = sum(self.counts.values())
+        lines = [f"{self.op} in {self.backend} (model opset {', '.join(map(str, self.opsets))}): {total} cases: "
+                 + ", ".join(f"{self.counts[s]} {s}" for s in order)]
+        skipped = Counter()
+        for (status, detail), cases in sorted(self.groups.items()):
+            if status == "skipped":  # never run: one line, the reasons counted
+                skipped[detail.removeprefix("harness cannot feed ")] += len(cases)
+                continue
+            shown = ", ".join(c.removeprefix("test_") for c in cases[:names]) + (", ..." if len(cases) > names else "")
+            lines.append(f"  {status} x{len(cases)}: {detail or '(no detail)'} [{shown}]")
+        if skipped:
+            reasons = ", ".join(f"{reason} x{n}" for reason, n in skipped.most_common())
+            lines.append(f"  skipped x{sum(skipped.values())} (not run, the harness cannot feed them): {reasons}")
+        return "\n".join(lines)
 
 
 class SupportMatrix:
@@ -663,9 +824,37 @@ class SupportMatrix:
     def backends(self) -> list[str]:
         return list(self.data.get("backends", []))
 
-    def failures(self, op: str | None = None, backend: str | None = None) -> list[dict]:
+    def failures(self, op: str | None = None, backend: str | None = None,
+                 statuses: Sequence[str] | None = FAILING_STATUSES) -> list[dict]:
+        """The recorded non-passing cases, filtered by ``op`` (``"ai.onnx::Cast"``) and ``backend``.
+
+        By default only real failures (``wrong``, ``load_error``, ``run_error``): a
+        ``skipped`` case was never run (the harness cannot feed its dtype), so it says
+        nothing about the engine. ``statuses=None`` returns every non-passing record.
+        """
+        wanted = None if statuses is None else set(statuses)
         return [f for f in self.data.get("failures", [])
-                if (op is None or f["op"] == op) and (backend is None or f["backend"] == backend)]
+                if (op is None or f["op"] == op) and (backend is None or f["backend"] == backend)
+                and (wanted is None or f["status"] in wanted)]
+
+    def breakdown(self, op: str, backend: str) -> CaseBreakdown:
+        """How the cases of ``op`` (``"ai.onnx::Cast"``, or a bare ``"Cast"``) ended in ``backend``,
+        with the non-passing ones grouped by their recorded reason."""
+        key = op if "::" in op else f"ai.onnx::{op}"
+        entries = self.ops.get(key)
+        if not entries:
+            raise DeployLabError(f"{key!r} is not in the support matrix (no conformance test covers it); "
+                                 f"known ops look like {', '.join(list(self.ops)[:3])}")
+        if backend not in self.backends:
+            raise DeployLabError(f"the matrix has no {backend!r} column; it has {', '.join(self.backends)}")
+        counts: Counter = Counter()
+        for entry in entries.values():
+            counts.update(entry.get(backend, {}))
+        groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for f in self.failures(op=key, backend=backend, statuses=None):
+            groups[(f["status"], f["detail"])].append(f["case"])
+        return CaseBreakdown(key, backend, sorted(int(v) for v in entries), dict(counts),
+                             {k: sorted(v) for k, v in groups.items()})
 
     def status(self, domain: str, op_type: str, opset: int, backend: str) -> MatrixStatus:
         key = f"{_domain_name(domain)}::{op_type}"

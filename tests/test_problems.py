@@ -40,6 +40,15 @@ def test_python_float_scale_gets_the_dimension_fixed_by_dynamo(tmp_path):
     assert dims == [2, 4, 16]
 
 
+def test_refused_size_keeps_onnx_runtimes_whole_message(tmp_path):
+    """The engine's own words, indices included (they are on the lines after the first)."""
+    attempt = scalars.attempt_at_sizes(scalars.ScaleByPythonFloat(), SIZES, "dynamo", workdir=tmp_path)
+    refused = attempt.checks[1]
+    assert refused.max_abs_error == math.inf
+    assert "Got invalid dimensions for input: x" in refused.note
+    assert "index: 2 Got: 64 Expected: 16" in refused.note and "\n" not in refused.note
+
+
 @pytest.mark.parametrize("exporter", ["torchscript", "dynamo"])
 def test_tensor_scale_is_right_at_both_sizes(exporter, tmp_path):
     checks = check_export_at_sizes(scalars.ScaleByTensor(), SIZES, exporter, workdir=tmp_path)
@@ -119,6 +128,7 @@ def test_custom_op_fails_without_translation_and_matches_pytorch_in_ort_with_it(
     pytest.importorskip("onnxruntime_extensions")
     failed = custom.attempt(exporter, False, tmp_path)
     assert not failed.export.ok
+    assert failed.export.failed_step == (3 if exporter == "dynamo" else None)  # translation, not capture
     assert ("unrecognized namespace deploylab::soft_clip" if exporter == "torchscript"
             else "No ONNX function found") in failed.export.error
     done = custom.attempt(exporter, True, tmp_path)
@@ -161,6 +171,20 @@ def test_traced_branch_bakes_the_example_path(tmp_path):
 def test_dynamo_refuses_the_data_dependent_branch(tmp_path):
     a = _attempt(control_flow.SignBranch(), "dynamo", control_flow.BRANCH_EXAMPLE, BRANCH, tmp_path)
     assert not a.export.ok and "data-dependent" in a.export.error
+    assert a.export.failed_step == 1  # torch.export could not capture it
+
+
+def test_failed_step_is_read_from_the_dynamo_error_only():
+    from deploylab.problems import DYNAMO_STEPS, ExportOutcome
+
+    def outcome(error):
+        return ExportOutcome("dynamo", None, error)
+
+    step3 = ("ConversionError: Failed to convert the exported program to an ONNX model. This is step 3/3 of "
+             "exporting the model to ONNX. Next steps: [cause: DispatchError: No ONNX function found]")
+    assert outcome(step3).failed_step == 3 and 3 in DYNAMO_STEPS
+    assert outcome("UnsupportedOperatorError: ONNX export failed on an operator").failed_step is None
+    assert ExportOutcome("dynamo", None).failed_step is None  # exported fine
 
 
 @pytest.mark.parametrize("module, route, op", [

@@ -17,7 +17,9 @@ from deploylab.support import (
     check_support,
     engine_error_summary,
     iter_conformance_cases,
+    conformance_case,
     load_support_matrix,
+    rerun_case,
     run_case,
     tensorrt_documented,
 )
@@ -81,6 +83,55 @@ def test_matrix_lookup_distinguishes_the_engines(matrix):
     assert matrix.status("ai.deploylab", "SoftClip", 1, "onnxruntime").status == "unknown"
     det_failures = matrix.failures(op="ai.onnx::Det", backend="openvino")
     assert det_failures and all("Det" in f["detail"] for f in det_failures)
+
+
+def test_failures_leave_out_skipped_cases_unless_asked(matrix):
+    """Cast's cases that ONNX Runtime did not pass were all skipped (dtypes the harness cannot feed)."""
+    assert matrix.failures(op="ai.onnx::Cast", backend="onnxruntime") == []
+    skipped = matrix.failures(op="ai.onnx::Cast", backend="onnxruntime", statuses=("skipped",))
+    assert skipped and all(f["status"] == "skipped" for f in skipped)
+    everything = matrix.failures(backend="openvino", statuses=None)
+    assert {f["status"] for f in everything} >= {"skipped", "load_error"}
+    assert all(f["status"] != "skipped" for f in matrix.failures(backend="openvino"))
+
+
+def test_breakdown_counts_every_case_and_groups_the_reasons(matrix):
+    cast = matrix.breakdown("Cast", "openvino")
+    assert sum(cast.counts.values()) == sum(e["cases"] for e in matrix.ops["ai.onnx::Cast"].values())
+    assert cast.failing == len(cast.cases("wrong")) + len(cast.cases("load_error")) + len(cast.cases("run_error"))
+    assert cast.tested == sum(cast.counts.values()) - cast.counts.get("skipped", 0)
+    assert matrix.breakdown("Cast", "onnxruntime").failing == 0
+    pow_ort = matrix.breakdown("ai.onnx::Pow", "onnxruntime")
+    assert pow_ort.cases("load_error") == ["test_pow_types_float32_uint32", "test_pow_types_float32_uint64"]
+    text = pow_ort.format()
+    assert text.startswith("ai.onnx::Pow in onnxruntime") and "load_error x2" in text
+    with pytest.raises(DeployLabError, match="not in the support matrix"):
+        matrix.breakdown("NoSuchOp", "onnxruntime")
+    with pytest.raises(DeployLabError, match="no 'tensorrt' column"):
+        matrix.breakdown("Cast", "tensorrt")
+
+
+def test_rerun_case_reproduces_the_recorded_verdict_with_its_values(matrix):
+    pytest.importorskip("openvino")
+    for record in matrix.failures(op="ai.onnx::Cast", backend="openvino"):
+        run = rerun_case(record["case"], "openvino")
+        assert (run.status, run.detail) == (record["status"], record["detail"])
+        # where OpenVINO is off, the reference is an infinity and OpenVINO's value is finite
+        rows = run.mismatches()
+        assert rows and all(np.isinf(expected) and np.isfinite(got) for _, _, expected, got in rows)
+    passed = rerun_case("test_abs", "onnxruntime")
+    assert passed.status == "pass" and passed.mismatches() == []
+    refused = rerun_case("test_pow_types_float32_uint32", "onnxruntime")
+    assert refused.status == "load_error" and refused.got is None and refused.mismatches() == []
+    with pytest.raises(DeployLabError, match="cannot run conformance cases"):
+        rerun_case("test_abs", "tensorrt")
+
+
+def test_conformance_case_by_name_and_unknown_names():
+    case = conformance_case("test_unsqueeze_axis_0")
+    assert case.op_type == "Unsqueeze" and [i.name for i in case.model.graph.input] == ["x", "axes"]
+    with pytest.raises(DeployLabError, match="no ONNX node test named 'test_not_an_op'"):
+        conformance_case("test_not_an_op")
 
 
 # ---------------------------------------------------------------- one file

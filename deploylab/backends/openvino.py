@@ -240,10 +240,10 @@ class OpenVinoRunner(OnnxFileRunner):
             model = core.read_model(str(path))
             self.compiled = core.compile_model(model, self.device, self.config())
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()
-            detail = next((ln for ln in first if "Exception" not in ln and ln.strip()), first[0] if first else "")
+            from deploylab.support import engine_error_summary
+
             raise DeployLabError(
-                f"OpenVINO cannot compile {str(path)!r} for {self.device}: {detail[:300]}"
+                f"OpenVINO cannot compile {str(path)!r} for {self.device}: {engine_error_summary(str(exc))[:300]}"
             ) from exc
         self.request = self.compiled.create_infer_request()
         self._inference_precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))

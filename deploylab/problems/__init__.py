@@ -1,4 +1,5 @@
-"""The seed's five common deployment problems, each as a broken module and its fix.
+"""The five common deployment problems of the notes this course follows (*MMDeploy notes 1:
+deployment basics*), each as a broken module and its fix.
 
 - (a) numpy / Python scalars in ``forward`` -> :mod:`.scalars`:
   ``ScaleByNumpy`` (also ``ScaleByPythonFloat``, ``ScaleByMath``) -> ``ScaleByTensor``;
@@ -18,10 +19,11 @@ the problem, and returns a :class:`ProblemReport` whose attempts say *right* or
 is given.
 """
 
-from deploylab.problems._common import Attempt, Check, ExportOutcome, ProblemReport, export_module
+from deploylab.problems._common import DYNAMO_STEPS, Attempt, Check, ExportOutcome, ProblemReport, export_module
 from deploylab.problems.scalars import SizeCheck, check_export_at_sizes
 
 __all__ = [
+    "DYNAMO_STEPS",
     "Attempt",
     "Check",
     "ExportOutcome",

@@ -29,6 +29,15 @@ _NOISE = (
     "The feature will be removed",
 )
 
+#: The dynamo exporter's three steps, as its errors number them ("This is step N/3" in
+#: torch/onnx/_internal/exporter/_core.py, torch 2.14). With ``verify=True`` it then runs
+#: the ONNX checker, ONNX Runtime and an output comparison.
+DYNAMO_STEPS = {
+    1: "capture: torch.export.export turns the module into an ExportedProgram",
+    2: "decomposition: the program is lowered to the ATen ops the ONNX translator knows",
+    3: "translation: each ATen op becomes ONNX through the registry (torchlib, custom_translation_table)",
+}
+
 
 @dataclass
 class ExportOutcome:
@@ -46,6 +55,14 @@ class ExportOutcome:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def failed_step(self) -> int | None:
+        """Which of :data:`DYNAMO_STEPS` failed, read from the dynamo exporter's error; None otherwise."""
+        import re
+
+        match = re.search(r"This is step (\d)/3", self.error or "")
+        return int(match.group(1)) if match else None
 
     @property
     def tracer_warnings(self) -> list[str]:
@@ -97,7 +114,7 @@ def export_module(
     ``dynamic_dims`` maps axes of the first input to names (e.g. ``{0: "batch", 2:
     "length"}``), given to the dynamo exporter as ``dynamic_shapes`` with
     ``torch.export.Dim`` and to the TorchScript one as ``dynamic_axes``. ``opset``
-    None means 17 for TorchScript (the seed's era, If/Loop well supported) and the
+    None means 17 for TorchScript (an opset of that exporter's era, If/Loop well supported) and the
     default (>= 18) for dynamo. ``options`` go to ``torch.onnx.export`` as they are
     (``custom_translation_table``, ``custom_opsets``, ...).
     """
@@ -282,8 +299,9 @@ def run_checks(path: Path, module: torch.nn.Module, inputs: Sequence[tuple[str, 
         try:
             got = session.run(None, feed)[0]
         except Exception as exc:  # ORT rejects an input the exported graph fixed
-            text = str(exc).strip().splitlines()
-            checks.append(Check(label, float("inf"), f"ONNX Runtime refused it: {text[0][:200] if text else exc}",
+            # ORT puts the offending indices on the lines after the first: keep them, on one line
+            text = " ".join(ln.strip() for ln in str(exc).strip().splitlines() if ln.strip())
+            checks.append(Check(label, float("inf"), f"ONNX Runtime refused it: {text[:300] or type(exc).__name__}",
                                 tolerance))
             continue
         error = max_abs_error(reference, got)
