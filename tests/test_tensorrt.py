@@ -116,13 +116,23 @@ def _settings(**kwargs):
 def test_trtexec_10x_is_the_seed_command_with_mempoolsize():
     # Seed: trtexec --onnx=batch_resnet18.onnx --saveEngine=batch_resnet18.plan --minShapes=... --workspace=1024
     command = trtexec_command(_settings(), "10.3.0")
-    assert command == ["trtexec", "--onnx=batch_resnet18.onnx", "--saveEngine=batch_resnet18.plan",
+    assert command == ["trtexec", "--onnx=batch_resnet18.onnx", "--saveEngine=batch_resnet18.plan", "--noTF32",
                        *SEED_SHAPES, "--memPoolSize=workspace:1024"]
     assert "--workspace=1024" not in command
     text = format_command(command)
     assert text.splitlines()[0] == "trtexec --onnx=batch_resnet18.onnx \\"
     assert text.splitlines()[-1] == "    --memPoolSize=workspace:1024"
     assert text.replace(" \\\n    ", " ") == " ".join(command)
+
+
+@pytest.mark.parametrize("version", ["10.0.1", "10.13.3", "11.4.0"])
+def test_fp32_plans_clear_tf32_unless_asked(version):
+    """TensorRT turns TF32 on by default (NvInfer.h, 10.x and 11.x): an "fp32" plan would round
+    conv/matmul inputs to 10-bit mantissas on Ampere+. deploylab clears it for fp32 only."""
+    assert "--noTF32" in trtexec_command(_settings(), version)
+    assert "--noTF32" not in trtexec_command(_settings(tf32=True), version)
+    assert BuildSettings("m.onnx", "m.plan").clears_tf32
+    assert not BuildSettings("m.onnx", "m.plan", precision="fp16").clears_tf32
 
 
 def test_trtexec_10x_fp16_and_int8_flags_in_seed_order():
@@ -159,7 +169,7 @@ def test_trtexec_11x_refuses_precision_flags_and_explains_the_route(precision):
 
 def test_trtexec_11x_commands():
     plain = trtexec_command(_settings(), "11.4.0")
-    assert plain == ["trtexec", "--onnx=batch_resnet18.onnx", "--saveEngine=batch_resnet18.plan",
+    assert plain == ["trtexec", "--onnx=batch_resnet18.onnx", "--saveEngine=batch_resnet18.plan", "--noTF32",
                      *SEED_SHAPES, "--memPoolSize=workspace:1024"]
     # The model carries fp16: no precision flag, and no --stronglyTyped (always on in 11.x).
     fp16 = trtexec_command(_settings(onnx_path="model_fp16.onnx", precision="fp16", strongly_typed=True), "11.0.0")
@@ -174,8 +184,12 @@ def test_trtexec_portability_cache_and_refusals():
     assert command[-3:] == ["--timingCacheFile=build/timing.cache", "--versionCompatible",
                             "--hardwareCompatibilityLevel=ampere+"]
     assert not any(a.startswith("--memPoolSize") for a in command)
-    same_cc = trtexec_command(_settings(hardware_compatibility="sameComputeCapability"), "10.8.0")
+    # trtexec and the enum have sameComputeCapability from 10.9 on, not in 10.0-10.8
+    same_cc = trtexec_command(_settings(hardware_compatibility="sameComputeCapability"), "10.9.0")
     assert same_cc[-1] == "--hardwareCompatibilityLevel=sameComputeCapability"
+    for older in ("10.0.1", "10.8.0"):
+        with pytest.raises(DeployLabError, match=f"sameComputeCapability needs TensorRT 10.9 or newer, not {older}"):
+            trtexec_command(_settings(hardware_compatibility="sameComputeCapability"), older)
     static = trtexec_command(_settings(profiles=[]), "10.8.0")
     assert not any("Shapes" in a for a in static)
     with pytest.raises(DeployLabError, match="older than 10.0"):
@@ -476,7 +490,7 @@ def test_runner_without_gpu_says_so(tmp_path):
 
 
 # ---------------------------------------------------------------- the runner's engine logic on strict stand-ins
-_ALLOWED = set(trtb.RUNTIME_API_CALLS)
+_ALLOWED = set(trtb.RUNTIME_API_CALLS) | set(trtb.OPTIONAL_RUNTIME_API_CALLS)
 
 
 class _Strict:
@@ -579,7 +593,47 @@ def test_runner_logic_binds_every_tensor_and_checks_profile_bounds_first():
     facts = runner.inspect()
     assert facts["profiles"] == [{"input": {"min": [1, 3], "opt": [2, 3], "max": [4, 3]}}]
     assert facts["io_tensors"][0] == {"name": "input", "mode": "input", "dtype": "FLOAT", "shape": [-1, 3]}
-    assert facts["layers"] is None and "without IEngineInspector" in facts["layers_note"]
+    assert facts["layers"] is None and "without EngineInspector" in facts["layers_note"]
+
+
+class _FakeInspector(_Strict):
+    trt_class = "EngineInspector"
+
+    def __init__(self, text):
+        self._text = text
+
+    def get_engine_information(self, fmt):
+        assert fmt == "JSON"
+        return self._text
+
+
+class _InspectableEngine(_FakeEngine):
+    def __init__(self, text):
+        self._text = text
+
+    def create_engine_inspector(self):
+        return _FakeInspector(self._text)
+
+
+@pytest.mark.parametrize("text, layers, note", [
+    ('{"Layers": ["conv1"], "Bindings": ["input", "output"]}', {"Layers": ["conv1"], "Bindings": ["input", "output"]},
+     None),
+    ("", None, "build it with profiling_verbosity=DETAILED"),  # an engine built without detailed verbosity
+])
+def test_inspect_reads_layers_with_the_full_tensorrt(text, layers, note):
+    """The full bindings bind the inspector as ``EngineInspector``; with it present, inspect() lists layers."""
+    full_trt = SimpleNamespace(**vars(_FAKE_TRT), EngineInspector=_FakeInspector,
+                               LayerInformationFormat=SimpleNamespace(JSON="JSON"))
+    runner = TensorRTRunner("fake.plan")
+
+    def activate():
+        runner.session = trtb._EngineSession(full_trt, _InspectableEngine(text), _FakeContext(), "cpu", 0,
+                                             lambda: None, 0, None)
+
+    runner._activate = activate
+    facts = runner.inspect()
+    assert facts["layers"] == layers
+    assert (facts["layers_note"] is None) if note is None else (note in facts["layers_note"])
 
 
 def test_runner_logic_without_a_record_names_dims_itself():
@@ -619,3 +673,54 @@ def test_build_and_run_lenet_matches_onnxruntime(lenet_ts_dynamic, tmp_path):
     assert [t["name"] for t in facts["io_tensors"]] == ["input", "output"] and facts["layers"]
     rebuilt = trtb.build_engine_plan(settings)  # the saved timing cache is reused
     assert rebuilt.timing_cache_loaded
+
+
+# ---------------------------------------------------------------- timing cache loading (fault: None cache)
+class _FakeTimingConfig:
+    """Like IBuilderConfig: create_timing_cache returns None for a blob it cannot read, and
+    set_timing_cache(None, ...) raises TypeError (pybind's check of the ITimingCache argument)."""
+
+    MAGIC = b"TRTC"
+
+    def __init__(self, accepts_foreign: bool = True):
+        self.accepts_foreign, self.current = accepts_foreign, None
+
+    def create_timing_cache(self, blob):
+        blob = bytes(blob)
+        if blob and not blob.startswith(self.MAGIC):
+            return None
+        return ("cache", blob)
+
+    def set_timing_cache(self, cache, ignore_mismatch):
+        if cache is None:
+            raise TypeError("set_timing_cache(): incompatible function arguments")
+        assert ignore_mismatch is False
+        self.current = cache
+        return bool(cache[1]) is False or self.accepts_foreign
+
+
+@pytest.mark.parametrize("content, accepts, loaded, note", [
+    (None, True, False, None),                                   # no file yet: a fresh cache
+    (b"TRTC saved by this GPU", True, True, None),               # reused
+    (b"\x00garbage", True, False, "is unreadable"),              # corrupt: fresh, not a TypeError
+    (b"TRTC from another GPU", False, False, "was made elsewhere"),  # refused by TensorRT
+])
+def test_timing_cache_falls_back_to_a_fresh_one(tmp_path, content, accepts, loaded, note):
+    path = tmp_path / "timing.cache"
+    if content is not None:
+        path.write_bytes(content)
+    config, notes = _FakeTimingConfig(accepts), []
+    assert trtb._load_timing_cache(config, path, notes) is loaded
+    assert config.current is not None  # the build always has a cache to fill
+    assert (not notes) if note is None else (len(notes) == 1 and note in notes[0])
+    if not loaded:
+        assert config.current == ("cache", b"")
+
+
+def test_sidecar_records_whether_tf32_was_allowed(tmp_path, dynamic_model):
+    exact = trtb.read_sidecar(_plan(tmp_path, dynamic_model))
+    assert exact["tf32"] is False
+    allowed = trtb.read_sidecar(_plan(tmp_path, dynamic_model, tf32=True))
+    assert allowed["tf32"] is True
+    fp16 = trtb.read_sidecar(_plan(tmp_path, dynamic_model, precision="fp16"))
+    assert fp16["tf32"] is True  # only fp32 builds clear it: TensorRT's default stays for the others

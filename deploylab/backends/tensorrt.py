@@ -99,10 +99,13 @@ RUNTIME_ENUMS: tuple[tuple[str, str], ...] = (
     ("Logger", "WARNING"), ("TensorIOMode", "INPUT"), ("TensorIOMode", "OUTPUT"),
     ("TensorLocation", "DEVICE"), ("TensorLocation", "HOST"),
 )
-#: Used only when the module has them (the full tensorrt; the lean runtime has no inspector).
+#: Used only when the module has them (the full tensorrt; the lean runtime binds no inspector
+#: class). The Python class is bound as ``EngineInspector`` (not ``IEngineInspector``) in every
+#: release 10.0-11.4: ``py::class_<IEngineInspector>(m, "EngineInspector", ...)`` in
+#: python/src/infer/pyCore.cpp.
 OPTIONAL_RUNTIME_API_CALLS: tuple[tuple[str, str], ...] = (
     ("ICudaEngine", "create_engine_inspector"),
-    ("IEngineInspector", "get_engine_information"),
+    ("EngineInspector", "get_engine_information"),
 )
 
 # TensorRT DataType member name -> numpy dtype / torch dtype name. numpy has no bfloat16,
@@ -208,7 +211,12 @@ class BuildSettings:
     ``strongly_typed=True`` (10.x) or on TensorRT 11 (always strongly typed) it states the
     precision the ONNX model already carries (fp16/bf16 tensors, int8 Q/DQ nodes).
     ``workspace_mib``: workspace pool limit in MiB (None = TensorRT's default, all device memory).
-    ``hardware_compatibility``: none, ampere+ or sameComputeCapability.
+    ``hardware_compatibility``: none, ampere+ or sameComputeCapability (10.9+).
+    ``tf32``: let fp32 convolutions and matrix multiplies use TF32 (inputs rounded to 10-bit
+    mantissas) on Ampere and newer GPUs. TensorRT enables ``BuilderFlag.TF32`` by default in
+    10.x and 11.x (``NvInfer.h``: "Enabled by default"); deploylab clears it for fp32 builds
+    (trtexec ``--noTF32``) unless ``tf32=True``, so an fp32 plan matches ONNX Runtime to fp32
+    rounding, as Polygraphy does. The choice is recorded in the sidecar.
     """
 
     onnx_path: str | Path
@@ -221,6 +229,12 @@ class BuildSettings:
     version_compatible: bool = False
     hardware_compatibility: str = "none"
     strongly_typed: bool = False
+    tf32: bool = False
+
+    @property
+    def clears_tf32(self) -> bool:
+        """True when the build clears BuilderFlag.TF32 (fp32 plans, unless tf32=True)."""
+        return self.precision == "fp32" and not self.tf32
 
     def __post_init__(self):
         self.onnx_path, self.engine_path = Path(self.onnx_path), Path(self.engine_path)
@@ -332,6 +346,8 @@ def trtexec_command(settings: BuildSettings, version: str | TensorRTVersion) -> 
     if plan["strongly_typed"] and version.weakly_typed_builds:
         command.append("--stronglyTyped")
     command.append(f"--saveEngine={settings.engine_path}")
+    if settings.clears_tf32:
+        command.append("--noTF32")  # exact fp32: TF32 is on by default on Ampere and newer
     if len(settings.profiles) > 1:
         raise DeployLabError(
             f"{len(settings.profiles)} profiles given; deploylab writes trtexec commands for one profile "
@@ -351,8 +367,23 @@ def trtexec_command(settings: BuildSettings, version: str | TensorRTVersion) -> 
     if settings.version_compatible:
         command.append("--versionCompatible")
     if settings.hardware_compatibility != "NONE":
+        _check_hardware_level(settings.hardware_compatibility, version)
         command.append(f"--hardwareCompatibilityLevel={HARDWARE_LEVELS[settings.hardware_compatibility]}")
     return command
+
+
+# trtexec accepts --hardwareCompatibilityLevel=sameComputeCapability, and the
+# HardwareCompatibilityLevel enum has SAME_COMPUTE_CAPABILITY, from TensorRT 10.9 on
+# (samples/common/sampleOptions.cpp and include/NvInfer.h of release 10.9; absent in 10.8).
+_SAME_COMPUTE_CAPABILITY_SINCE = (10, 9)
+
+
+def _check_hardware_level(level: str, version: TensorRTVersion) -> None:
+    if level == "SAME_COMPUTE_CAPABILITY" and (version.major, version.minor) < _SAME_COMPUTE_CAPABILITY_SINCE:
+        raise DeployLabError(
+            f"hardware compatibility sameComputeCapability needs TensorRT 10.9 or newer, not {version}; "
+            "use ampere+ (any sm_80+ GPU) or none with this version"
+        )
 
 
 def format_command(command: list[str]) -> str:
@@ -459,6 +490,7 @@ def write_sidecar(settings: BuildSettings, version: TensorRTVersion, gpu: dict |
         "gpu": gpu,
         "precision": settings.precision,
         "strongly_typed": settings.strongly_typed or not version.weakly_typed_builds,
+        "tf32": not settings.clears_tf32,
         "version_compatible": settings.version_compatible,
         "hardware_compatibility": settings.hardware_compatibility,
         "workspace_mib": settings.workspace_mib,
@@ -795,6 +827,34 @@ def _logger_severity(trt, severity):
     return getattr(trt.Logger, names[severity.lower()])
 
 
+def _load_timing_cache(config, path: Path, notes: list[str]) -> bool:
+    """Give ``config`` the timing cache saved at ``path``; True if one was loaded and accepted.
+
+    A missing file starts a fresh cache. An unreadable blob makes ``create_timing_cache``
+    return None (``set_timing_cache(None)`` would raise TypeError), and a cache from another
+    TensorRT version or GPU is refused (``ignore_mismatch=False``): both start a fresh
+    cache, with a note, and the build then replaces the file.
+    """
+    blob = path.read_bytes() if path.is_file() else b""
+    if not blob:
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+        return False
+    try:
+        cache = config.create_timing_cache(blob)
+    except (RuntimeError, TypeError, ValueError):
+        cache = None
+    if cache is None:
+        notes.append(f"timing cache {path} is unreadable (not a TensorRT timing cache, or truncated); "
+                     "building with a fresh one, which replaces it")
+    elif config.set_timing_cache(cache, False):
+        return True
+    else:
+        notes.append(f"timing cache {path} was made elsewhere (other TensorRT or GPU); "
+                     "building with a fresh one, which replaces it")
+    config.set_timing_cache(config.create_timing_cache(b""), False)
+    return False
+
+
 def build_engine_plan(
     settings: BuildSettings,
     logger_severity: str = "warning",
@@ -865,6 +925,8 @@ def build_engine_plan(
         trt_profiles.append(trt_profile)
     if plan["flag"]:
         config.set_flag(getattr(trt.BuilderFlag, plan["flag"]))  # 10.x only, see _precision_plan
+    if settings.clears_tf32:
+        config.clear_flag(trt.BuilderFlag.TF32)  # TensorRT's default is on: fp32 layers would round to TF32
     if plan["calibrate"]:
         config.int8_calibrator = make_entropy_calibrator(calibration_batches or [], settings.calibration_cache)
         if trt_profiles:  # dynamic shapes: calibrate at the first profile's opt shapes
@@ -873,6 +935,7 @@ def build_engine_plan(
         # https://docs.nvidia.com/deeplearning/tensorrt/10.16.1/inference-library/version-compatibility.html
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if settings.hardware_compatibility != "NONE":
+        _check_hardware_level(settings.hardware_compatibility, version)
         level = getattr(trt.HardwareCompatibilityLevel, settings.hardware_compatibility, None)
         if level is None:
             raise DeployLabError(
@@ -882,16 +945,7 @@ def build_engine_plan(
         config.hardware_compatibility_level = level
     # Layer names, tactics and precisions in the engine inspector (TensorRTRunner.inspect).
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    cache_loaded = False
-    if settings.timing_cache is not None:
-        blob = settings.timing_cache.read_bytes() if settings.timing_cache.is_file() else b""
-        cache_loaded = bool(blob)
-        # ignore_mismatch=False: a cache from another TensorRT version or GPU is refused, not trusted.
-        if not config.set_timing_cache(config.create_timing_cache(blob), False):
-            notes.append(f"timing cache {settings.timing_cache} was made elsewhere (other TensorRT or GPU); "
-                         "building with a fresh one, which replaces it")
-            cache_loaded = False
-            config.set_timing_cache(config.create_timing_cache(b""), False)
+    cache_loaded = _load_timing_cache(config, settings.timing_cache, notes) if settings.timing_cache else False
 
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
@@ -1150,7 +1204,7 @@ class TensorRTRunner(Runner):
 
         ``layers`` is the engine inspector's JSON (complete when built with DETAILED profiling
         verbosity, as build_engine_plan does); None with a note on the lean runtime, which has
-        no inspector.
+        no inspector, or when the engine returns no layer information.
         """
         self.activate()
         session, trt, engine = self.session, self.session.trt, self.session.engine
@@ -1166,11 +1220,16 @@ class TensorRTRunner(Runner):
                 entry[n] = {"min": list(low), "opt": list(mid), "max": list(high)}
             profiles.append(entry)
         layers, note = None, None
-        if hasattr(trt, "IEngineInspector"):
+        if hasattr(trt, "EngineInspector"):
             inspector = engine.create_engine_inspector()
-            layers = json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+            text = inspector.get_engine_information(trt.LayerInformationFormat.JSON) if inspector else ""
+            if text and text.strip():
+                layers = json.loads(text)
+            else:
+                note = ("the engine returned no layer information; build it with "
+                        "profiling_verbosity=DETAILED (trtexec --profilingVerbosity=detailed) to list its layers")
         else:
-            note = (f"{trt.__name__} is a lean runtime without IEngineInspector; install the full tensorrt to "
+            note = (f"{trt.__name__} is a lean runtime without EngineInspector; install the full tensorrt to "
                     "list the layers")
         return {"tensorrt_version": str(self.tensorrt_version), "io_tensors": io, "profiles": profiles,
                 "layers": layers, "layers_note": note, "build_record": self.record}
