@@ -724,3 +724,20 @@ def test_sidecar_records_whether_tf32_was_allowed(tmp_path, dynamic_model):
     assert allowed["tf32"] is True
     fp16 = trtb.read_sidecar(_plan(tmp_path, dynamic_model, precision="fp16"))
     assert fp16["tf32"] is True  # only fp32 builds clear it: TensorRT's default stays for the others
+
+
+def test_sidecar_is_tied_to_the_plan_bytes(tmp_path, dynamic_model):
+    plan = _plan(tmp_path, dynamic_model)
+    record = trtb.read_sidecar(plan)
+    assert record["plan"] == {"bytes": len(b"plan bytes"), "sha256": hashlib.sha256(b"plan bytes").hexdigest()}
+    assert not list(tmp_path.glob("*.partial"))  # written through a temporary file and a rename
+    plan.write_bytes(b"plan byteZ")  # same size, other bytes: e.g. rebuilt by trtexec
+    assert trtb.read_sidecar(plan) is None
+    plan.write_bytes(b"a longer plan")
+    assert trtb.read_sidecar(plan) is None
+    assert check_plan_compatibility(plan, "10.3.0", "8.6") is None  # "no build record", not the stale one
+    side = trtb.sidecar_path(plan)  # a record without the plan's facts (older deploylab) is not trusted
+    old = json.loads(side.read_text())
+    del old["plan"]
+    side.write_text(json.dumps(old))
+    assert trtb.read_sidecar(plan) is None

@@ -37,6 +37,7 @@ import hashlib
 import importlib
 import json
 import math
+import os
 import re
 import shlex
 import struct
@@ -478,8 +479,24 @@ def sidecar_path(engine_path: str | Path) -> Path:
     return engine_path.with_name(engine_path.name + ".json")
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename: a reader never sees half a file,
+    and a failed write leaves what was there before."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_bytes(data)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def write_sidecar(settings: BuildSettings, version: TensorRTVersion, gpu: dict | None, profiles=None) -> Path:
-    """Write the JSON build record of ``settings.engine_path`` and return its path."""
+    """Write the JSON build record of ``settings.engine_path`` (which must exist) and return its path.
+
+    The record holds the plan's size and sha256, so a plan replaced after the record was
+    written (rebuilt by trtexec, copied over) is not described by a stale record.
+    """
     from deploylab import __version__
     from deploylab.onnx_tools import graph_inputs, graph_outputs, load_onnx
 
@@ -498,16 +515,18 @@ def write_sidecar(settings: BuildSettings, version: TensorRTVersion, gpu: dict |
         "inputs": {t.name: list(t.shape) for t in graph_inputs(model)},
         "outputs": {t.name: list(t.shape) for t in graph_outputs(model)},
         "onnx": {"path": str(settings.onnx_path), "sha256": _sha256(settings.onnx_path)},
+        "plan": {"bytes": Path(settings.engine_path).stat().st_size, "sha256": _sha256(settings.engine_path)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "deploylab_version": __version__,
     }
     path = sidecar_path(settings.engine_path)
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    _write_atomically(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return path
 
 
 def read_sidecar(engine_path: str | Path) -> dict | None:
-    """The build record of ``engine_path``, or None when there is none (e.g. a trtexec plan)."""
+    """The build record of ``engine_path``, or None when there is none (e.g. a trtexec plan) or when
+    it describes other bytes than the plan now at ``engine_path`` (size or sha256 differ)."""
     path = sidecar_path(engine_path)
     if not path.is_file():
         return None
@@ -521,6 +540,14 @@ def read_sidecar(engine_path: str | Path) -> dict | None:
         raise DeployLabError(
             f"{str(path)!r} is not a deploylab plan record (format {SIDECAR_FORMAT}); rebuild the plan"
         )
+    plan = record.get("plan")
+    engine_path = Path(engine_path)
+    if engine_path.is_file():
+        if not isinstance(plan, dict) or plan.get("bytes") != engine_path.stat().st_size \
+                or plan.get("sha256") != _sha256(engine_path):
+            info(f"{path.name} describes another plan than {engine_path.name} (size or sha256 differ): "
+                 "treating the plan as having no build record")
+            return None
     return record
 
 
@@ -947,6 +974,9 @@ def build_engine_plan(
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     cache_loaded = _load_timing_cache(config, settings.timing_cache, notes) if settings.timing_cache else False
 
+    stale = sidecar_path(settings.engine_path)
+    if stale.is_file():  # about to be replaced: it must not describe a half-built or failed plan
+        stale.unlink()
     started = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - started
@@ -955,9 +985,8 @@ def build_engine_plan(
             f"TensorRT {version} could not build {settings.onnx_path.name}; the TensorRT log lines above say why "
             "(often: workspace too small, an unsupported layer for this precision, or profile shapes out of range)"
         )
-    settings.engine_path.parent.mkdir(parents=True, exist_ok=True)
     data = memoryview(serialized)
-    settings.engine_path.write_bytes(data)
+    _write_atomically(settings.engine_path, bytes(data))
     cache_saved = False
     if settings.timing_cache is not None:
         settings.timing_cache.parent.mkdir(parents=True, exist_ok=True)
