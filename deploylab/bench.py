@@ -175,15 +175,41 @@ def time_call(
     ``min_seconds`` has not elapsed), each measured with ``time.perf_counter_ns``."""
     if repeats < 1 or warmup < 0:
         raise DeployLabError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    return summarize_timings(label, _timed_calls(fn, warmup, repeats, min_seconds), items_per_call, method="calls")
+
+
+def _timed_calls(fn: Callable[[], object], warmup: int, count: int, min_seconds: float = 0.0) -> list[int]:
+    """``warmup`` untimed calls, then ``count`` timed ones (more until ``min_seconds``), in ns."""
     for _ in range(warmup):
         fn()
     samples = []
     start = time.perf_counter()
-    while len(samples) < repeats or time.perf_counter() - start < min_seconds:
+    while len(samples) < count or time.perf_counter() - start < min_seconds:
         t0 = time.perf_counter_ns()
         fn()
         samples.append(time.perf_counter_ns() - t0)
-    return summarize_timings(label, samples, items_per_call, method="calls")
+    return samples
+
+
+def _rotating_rounds(conditions: Mapping[str, Callable[[], list[int]]], rounds: int, pause_s: float,
+                     method: str, items_per_call: int | Mapping[str, int] = 1) -> dict[str, TimingStats]:
+    """Run every condition once per round after a pause, the order rotating from round to round;
+    each condition's median is the median of its per-round medians, the rest from all samples."""
+    keys = list(conditions)
+    samples: dict[str, list[int]] = {k: [] for k in keys}
+    medians: dict[str, list[float]] = {k: [] for k in keys}
+    for r in range(rounds):
+        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
+            time.sleep(pause_s)
+            got = conditions[key]()
+            samples[key] += got
+            medians[key].append(float(np.median(got)))
+    results = {}
+    for key in keys:
+        items = items_per_call[key] if isinstance(items_per_call, Mapping) else items_per_call
+        results[key] = summarize_timings(key, samples[key], items, method=method)
+        results[key].median_ms = float(np.median(medians[key])) / 1e6
+    return results
 
 
 def time_interleaved(
@@ -239,31 +265,9 @@ def time_blocks(
         raise DeployLabError(f"rounds and block must be >= 1, warmup, pause_s and min_block_seconds >= 0; got "
                              f"rounds={rounds}, block={block}, warmup={warmup}, pause_s={pause_s}, "
                              f"min_block_seconds={min_block_seconds}")
-    keys = list(fns)
-    samples: dict[str, list[int]] = {k: [] for k in keys}
-    block_medians: dict[str, list[float]] = {k: [] for k in keys}
-    for r in range(rounds):
-        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
-            time.sleep(pause_s)
-            fn = fns[key]
-            for _ in range(warmup):
-                fn()
-            timed = []
-            start = time.perf_counter()
-            while len(timed) < block or time.perf_counter() - start < min_block_seconds:
-                t0 = time.perf_counter_ns()
-                fn()
-                timed.append(time.perf_counter_ns() - t0)
-            samples[key] += timed
-            block_medians[key].append(float(np.median(timed)))
+    blocks = {key: (lambda fn=fn: _timed_calls(fn, warmup, block, min_block_seconds)) for key, fn in fns.items()}
     method = f"blocks: {rounds} rounds of >= {block} calls, {pause_s:g} s pause, rotating order"
-    results = {}
-    for key in keys:
-        items = items_per_call[key] if isinstance(items_per_call, Mapping) else items_per_call
-        stats = summarize_timings(key, samples[key], items, method=method)
-        stats.median_ms = float(np.median(block_medians[key])) / 1e6
-        results[key] = stats
-    return results
+    return _rotating_rounds(blocks, rounds, pause_s, method, items_per_call)
 
 
 @dataclass
@@ -353,21 +357,8 @@ def measure_contention(
         conditions[f"interleaved with {name}"] = interleaved(fn)
     for name, fn in neighbours.items():
         conditions[f"blocks after {name}"] = blocks(fn)
-    keys = list(conditions)
-    samples: dict[str, list[int]] = {k: [] for k in keys}
-    medians: dict[str, list[float]] = {k: [] for k in keys}
-    for r in range(rounds):
-        for key in keys[r % len(keys):] + keys[: r % len(keys)]:
-            time.sleep(pause_s)
-            got = conditions[key]()
-            samples[key] += got
-            medians[key].append(float(np.median(got)))
     method = f"{rounds} rounds of {calls} calls per condition, rotating order, {pause_s:g} s pauses"
-    stats = {}
-    for key in keys:
-        stats[key] = summarize_timings(key, samples[key], method=method)
-        stats[key].median_ms = float(np.median(medians[key])) / 1e6
-    return Contention(stats, pause_s)
+    return Contention(_rotating_rounds(conditions, rounds, pause_s, method), pause_s)
 
 
 @dataclass

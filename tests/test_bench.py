@@ -493,3 +493,12 @@ def test_measure_contention_separates_the_methods():
     assert all(s.repeats == 24 for s in found.stats.values())
     with pytest.raises(DeployLabError, match="at least one neighbour"):
         measure_contention(_victim(), {})
+
+
+def test_spin_park_time_rejects_bad_settings():
+    from deploylab.bench import spin_park_time
+
+    with pytest.raises(DeployLabError, match="pauses_ms must be non-negative milliseconds"):
+        spin_park_time(lambda: None, lambda: None, pauses_ms=(0, -5))
+    with pytest.raises(DeployLabError, match="samples must be a positive integer"):
+        spin_park_time(lambda: None, lambda: None, samples=0)
