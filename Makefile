@@ -4,6 +4,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.deploylab-installed
+# Real TensorRT Python bindings for tests/test_tensorrt_conformance.py (downloaded, not installed).
+TRT_WHEEL_LIST := tests/tensorrt_conformance/wheels.txt
+TRT_WHEELS := $(VENV)/tensorrt-wheels
+TRT_WHEELS_STAMP := $(TRT_WHEELS)/.downloaded
 PIP := $(BIN)/python -m pip
 PIP_FLAGS := --disable-pip-version-check --progress-bar off -c constraints.txt
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
@@ -20,7 +24,7 @@ help:
 	@echo "make lab      open JupyterLab on notebooks/"
 	@echo "make notebooks  re-execute the notebooks in place (for committing outputs)"
 
-install: $(STAMP)
+install: $(STAMP) $(TRT_WHEELS_STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -n "$(PYTHON)" || { echo "Python 3.10+ is needed (python3.11 recommended)"; exit 2; }
@@ -34,14 +38,24 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "import deploylab, torch, onnx, onnxruntime, openvino, mmcls; print('deploylab ready: torch', torch.__version__)"
 	touch $(STAMP)
 
-course: $(STAMP)
+# Order-only on the venv: editing the wheel list re-downloads only the wheels, and reinstalling
+# the venv does not re-download them. One pip call per line: the 10.x releases share a name.
+$(TRT_WHEELS_STAMP): $(TRT_WHEEL_LIST) | $(STAMP)
+	rm -rf $(TRT_WHEELS) && mkdir -p $(TRT_WHEELS)
+	grep -v -E '^[[:space:]]*(#|$$)' $(TRT_WHEEL_LIST) | while read -r requirement; do \
+		$(PIP) download --disable-pip-version-check --progress-bar off -q --no-deps --only-binary=:all: \
+			-d $(TRT_WHEELS) "$$requirement" || exit 1; \
+	done
+	touch $(TRT_WHEELS_STAMP)
+
+course: $(STAMP) $(TRT_WHEELS_STAMP)
 	@mkdir -p $(COURSE_DIR)/results
 	DEPLOYLAB_OUT=$(abspath $(COURSE_DIR)/results) $(BIN)/jupyter nbconvert --to notebook --execute \
 		--ExecutePreprocessor.timeout=900 --output-dir $(COURSE_DIR) $(NOTEBOOKS)
 	$(BIN)/jupyter nbconvert --to html --output-dir $(COURSE_DIR) $(addprefix $(COURSE_DIR)/,$(notdir $(NOTEBOOKS)))
 	@echo "executed notebooks, HTML and results are in $(COURSE_DIR)/"
 
-test: $(STAMP)
+test: $(STAMP) $(TRT_WHEELS_STAMP)
 	DEPLOYLAB_OUT=$(abspath build/test-results) $(BIN)/python -m pytest tests notebooks \
 		--nbval-lax --nbval-cell-timeout=900 -p no:cacheprovider
 

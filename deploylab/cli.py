@@ -396,6 +396,13 @@ def _cmd_train_lenet(args) -> int:
 def _cmd_quantize(args) -> int:
     from deploylab import quantize
 
+    if args.target == "tensorrt" and (args.mode != "int8" or args.backend != "onnxruntime"):
+        why = {"fp16": "an fp16 ONNX file is already what TensorRT 11 builds strongly typed for fp16",
+               "int4": "MatMulNBits is an ONNX Runtime operator TensorRT's parser does not import"}.get(
+            args.mode, "NNCF writes an OpenVINO IR, which TensorRT does not read")
+        flag = f"--mode {args.mode}" if args.mode != "int8" else "--backend openvino"
+        raise DeployLabError(f"--for tensorrt makes the int8 Q/DQ recipe (--mode int8 --backend onnxruntime), not "
+                             f"{flag}: {why}; drop --for tensorrt")
     if args.mode != "int8":
         given = [flag for flag, value in (("--calib-data", args.calib_data), ("--calib-method", args.calib_method),
                                           ("--num-samples", args.num_samples)) if value is not None]
@@ -420,6 +427,9 @@ def _cmd_quantize(args) -> int:
         print(f"calibration data: {source}")
         if args.backend == "openvino":
             report = quantize.quantize_int8_openvino(args.model, args.output, samples)
+        elif args.target == "tensorrt":
+            report = quantize.quantize_int8_for_tensorrt(args.model, args.output, samples,
+                                                         method=args.calib_method or "minmax")
         else:
             report = quantize.quantize_int8_onnxruntime(args.model, args.output, samples,
                                                         method=args.calib_method or "minmax")
@@ -542,6 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default=None,
                    help="ONNX Runtime calibrator (default minmax)")
     p.add_argument("--num-samples", type=int, default=None, help="calibration samples to use")
+    p.add_argument("--for", dest="target", choices=("tensorrt",), default=None,
+                   help="int8 only: make the symmetric signed Q/DQ model (int8 activations and per-channel weights, "
+                        "zero points 0, float biases) that TensorRT 11 builds strongly typed, checked against "
+                        "TensorRT's ONNX parser rules before it is written")
     p.add_argument("-o", "--output", required=True, type=Path, help="file to write (.onnx, or .xml for openvino)")
     p.set_defaults(func=_cmd_quantize)
 

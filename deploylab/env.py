@@ -21,6 +21,7 @@ _PACKAGES = {
     "onnxruntime": ("onnxruntime",), "onnxruntime-gpu": ("onnxruntime-gpu",), "openvino": ("openvino",),
     "nncf": ("nncf",), "tensorrt": ("tensorrt",),
     "tensorrt_lean": ("tensorrt-lean-cu13-bindings", "tensorrt_lean"),
+    "tensorrt_dispatch": ("tensorrt-dispatch-cu13-bindings", "tensorrt_dispatch"),
     "mmcv": ("mmcv",), "mmcls": ("mmcls",), "numpy": ("numpy",), "scikit-learn": ("scikit-learn",),
 }
 

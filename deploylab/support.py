@@ -928,6 +928,8 @@ class OpSupport:
     failed_load: set[str] = field(default_factory=set)  # backends whose load error names this op
     # backends whose engine accepted this op: the model loaded, or its load error blamed only other ops
     accepted_by: set[str] = field(default_factory=set)
+    # why TensorRT cannot take this op *in this file*, beyond its documentation (Q/DQ zero points and types)
+    tensorrt_model_problem: str = ""
 
     @property
     def key(self) -> str:
@@ -940,9 +942,12 @@ class OpSupport:
         an op the engine accepted in *this* model -> partial (the conformance cases
         exercise variants - non-constant inputs, sequences, other op versions - this
         model may not use); otherwise the matrix verdict. TensorRT: its documentation (a custom-domain op
-        needs a plugin: fail).
+        needs a plugin: fail), and for QuantizeLinear/DequantizeLinear the file's own nodes: a zero
+        point or quantized type TensorRT's parser does not take fails.
         """
         if backend == "tensorrt":
+            if self.tensorrt_model_problem:
+                return "fail"
             if self.tensorrt_doc == "unknown":
                 return "unknown"
             return "fail" if self.tensorrt_doc in ("N", "plugin") else "pass"
@@ -954,9 +959,15 @@ class OpSupport:
             return "partial"
         return verdict
 
+    def tensorrt_text(self) -> str:
+        """The TensorRT cell: the file's own problem if it has one, else the documented support."""
+        if self.tensorrt_model_problem:
+            return f"FAIL here: {self.tensorrt_model_problem}"
+        return f"doc: {self.tensorrt_doc}"
+
     def cell(self, backend: str) -> str:
         if backend == "tensorrt":
-            return f"doc: {self.tensorrt_doc}"
+            return self.tensorrt_text()
         status = self.matrix.get(backend, MatrixStatus("unknown"))
         text = status.text()
         if backend in self.failed_load:
@@ -1006,7 +1017,7 @@ class SupportReport:
             name = op.op_type if op.domain == "ai.onnx" else f"{op.domain}::{op.op_type}"
             cells = [name, str(op.opset), str(op.nodes)] + [op.cell(b) for b in self.backends]
             if "tensorrt" not in self.backends:
-                cells.append(op.tensorrt_doc)
+                cells.append(op.tensorrt_text().removeprefix("doc: "))
             rows.append(cells)
         widths = [min(max(len(h), *(len(r[i]) for r in rows)) if rows else len(h), 64)
                   for i, h in enumerate(headers)]
@@ -1024,6 +1035,10 @@ class SupportReport:
             verdict = "SUPPORTED" if self.supported(backend) else "UNSUPPORTED"
             extra = f" (unsupported: {', '.join(missing)})" if missing else ""
             out.append(f"{backend}: {verdict}{extra}; model {how}")
+        flagged = [op for op in self.ops if op.tensorrt_model_problem]
+        if flagged:  # the table cuts cells at 64 characters; the reason is the point
+            out.append("tensorrt, checked in this file (onnx-tensorrt's Q/DQ rules):")
+            out += [f"  {op.op_type}: {op.tensorrt_model_problem}" for op in flagged]
         versions = ", ".join(f"{k} {v}" for k, v in self.matrix_versions.items() if k not in ("python", "platform"))
         out.append(f"matrix measured with {versions}; TensorRT column: {self.tensorrt_source}")
         return "\n".join(out)
@@ -1056,7 +1071,7 @@ def try_load(onnx_path: str | Path, backend: str) -> LoadResult:
 
     if backend == "tensorrt":
         return LoadResult(backend, None, "not tried: TensorRT's ONNX parser needs the full TensorRT and a GPU; "
-                                         "verdicts come from the documentation")
+                                         "verdicts come from the documentation and, for Q/DQ nodes, the file")
     try:
         runner = make_runner(backend, onnx_path)
         runner.activate()
@@ -1100,7 +1115,39 @@ def check_support(onnx_path: str | Path, backends: Sequence[str] = MEASURED_BACK
             elif load.loaded or blamed[backend]:
                 op.accepted_by.add(backend)
         ops.append(op)
+    _check_tensorrt_qdq(onnx_path, ops)
     return SupportReport(str(onnx_path), list(backends), ops, loads, matrix.versions)
+
+
+TENSORRT_RECIPE_HINT = "quantize with the TensorRT recipe (deploylab quantize --mode int8 --for tensorrt)"
+
+
+def _check_tensorrt_qdq(onnx_path: str | Path, ops: list[OpSupport]) -> None:
+    """Mark the Q/DQ rows whose nodes TensorRT's ONNX parser rejects or reads differently.
+
+    NVIDIA's table says "Y (zero point must be 0)"; whether *this* file keeps that rule is in
+    its nodes (:func:`deploylab.quantize.report.tensorrt_qdq_problems`).
+    """
+    rows = {op.op_type: op for op in ops
+            if op.domain == "ai.onnx" and op.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    if not rows:
+        return
+    from deploylab.quantize.report import tensorrt_qdq_problems
+
+    by_op: dict[str, list] = defaultdict(list)
+    for problem in tensorrt_qdq_problems(onnx_path):
+        by_op[problem.op_type].append(problem)
+    for op_type, problems in by_op.items():
+        op = rows.get(op_type)
+        if op is None:
+            continue
+        issues = Counter(p.issue for p in problems)
+        # zero points first: the reason an ONNX Runtime model most often fails TensorRT
+        ordered = sorted(issues.items(), key=lambda kv: (kv[0] != "non-zero zero point", -kv[1]))
+        counted = ", ".join(f"{'non-zero zero points' if issue == 'non-zero zero point' else issue} x{n}"
+                            for issue, n in ordered)
+        nodes = len({p.node for p in problems})
+        op.tensorrt_model_problem = f"{nodes} of {op.nodes} nodes ({counted}); {TENSORRT_RECIPE_HINT}"
 
 
 def _names_op(message: str, op_type: str) -> bool:

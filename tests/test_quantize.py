@@ -1,5 +1,6 @@
 """Quantization: fp16, int8 (ORT Q/DQ per calibration method, OpenVINO NNCF), int4 weight-only,
-calibration data hygiene, the TensorRT cache from ORT ranges, per-layer sensitivity, the CLI.
+calibration data hygiene, the TensorRT cache from ORT ranges, the TensorRT Q/DQ recipe and its
+checker, per-layer sensitivity, the CLI.
 
 Accuracy bounds are on the digits TEST split with the shipped LeNet (fp32: 98.06 %, 353/360);
 calibration always comes from the TRAIN split. One point is 3.6 test images.
@@ -25,17 +26,21 @@ from deploylab.errors import DeployLabError
 from deploylab.quantize import (
     accuracy_onnx,
     calibration_ranges,
+    check_fidelity,
     convert_to_fp16,
     cpu_saturates_int8,
     fidelity,
     layer_sensitivity,
     mixed_precision,
     predict,
+    qdq_format,
     quantizable_nodes,
     quantize_int4_weights,
+    quantize_int8_for_tensorrt,
     quantize_int8_onnxruntime,
     quantize_int8_openvino,
     tensorrt_cache_from_ranges,
+    tensorrt_qdq_problems,
 )
 
 METHODS = ("minmax", "entropy", "percentile")
@@ -92,6 +97,12 @@ def int8_models(lenet_onnx, calibration, digits_test, tmp_path_factory):
         report = quantize_int8_onnxruntime(lenet_onnx, out / f"lenet_{method}.onnx", calibration, method=method)
         results[method] = (report, accuracy_onnx(report.path, digits_test.images, digits_test.labels))
     return results
+
+
+@pytest.fixture(scope="module")
+def tensorrt_int8(lenet_onnx, calibration, tmp_path_factory):
+    """The TensorRT recipe's report on LeNet, calibrated like the ORT models above."""
+    return quantize_int8_for_tensorrt(lenet_onnx, tmp_path_factory.mktemp("trt") / "lenet_trt.onnx", calibration)
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +318,136 @@ def test_int8_excluding_an_unknown_node_is_refused(lenet_onnx, calibration, tmp_
         quantize_int8_onnxruntime(lenet_onnx, tmp_path / "x.onnx", calibration, nodes_to_exclude=["no_such_conv"])
 
 
+# ---------------------------------------------------------------- int8 for TensorRT: symmetric signed Q/DQ
+def test_default_ort_int8_is_asymmetric_uint8_and_the_checker_names_each_node(int8_models):
+    from onnx import numpy_helper
+
+    path = int8_models["minmax"][0].path
+    model = _checked(path)
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    qdq = {n.name: n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
+    asymmetric = {name for name, n in qdq.items() if np.any(constants[n.input[2]] != 0)}
+    problems = tensorrt_qdq_problems(path)
+    flagged = [p for p in problems if p.issue == "non-zero zero point"]
+    # LeNet's Conv/Gemm outputs (before the sigmoids) and logits are not centred on 0: uint8 zero points far from 0
+    assert {p.node for p in flagged} == asymmetric and len(asymmetric) >= 2, sorted(asymmetric)
+    for p in flagged:
+        value = int(constants[qdq[p.node].input[2]])
+        assert value != 0 and f"[{value}]" in str(p) and p.node in str(p) and p.tensor in str(p)
+    activations = [n for n in qdq.values() if n.op_type == "QuantizeLinear"]
+    assert {p.node for p in problems if p.issue == "uint8"} >= {n.name for n in activations}
+    biases = {p.node for p in problems if p.issue == "int32"}
+    assert len(biases) == LENET_GROUPS and all("QuantizeBias=False" in str(p) for p in problems if p.issue == "int32")
+    assert not qdq_format(path).symmetric_signed
+
+
+def test_tensorrt_recipe_has_no_problems_and_keeps_lenet_within_the_int8_budget(
+        tensorrt_int8, lenet_onnx, digits_test, fp32_accuracy):
+    path = tensorrt_int8.path
+    model = _checked(path)
+    assert tensorrt_qdq_problems(path) == []
+    fmt = qdq_format(path)
+    assert fmt.symmetric_signed and fmt.nonzero_zero_points == 0 and fmt.nodes >= 3 * LENET_GROUPS
+    assert tensorrt_int8.settings["recipe"] == "tensorrt" and "recipe=tensorrt" in tensorrt_int8.format()
+    assert tensorrt_int8.settings["activations"] == "int8" and tensorrt_int8.settings["per_channel"] is True
+    floats = {t.name for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    convs = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert len(convs) == LENET_GROUPS and all(n.input[2] in floats for n in convs)  # biases stay float
+    # fidelity to fp32 on the held-out test split, judged by deploylab's default budget
+    verdict = check_fidelity(fidelity(predict(lenet_onnx, digits_test.images), predict(path, digits_test.images)))
+    assert verdict.passed, verdict.format()
+    assert accuracy_onnx(path, digits_test.images, digits_test.labels) >= fp32_accuracy - 0.01
+
+
+@pytest.mark.parametrize("override, named", [
+    ({"activation_type": "uint8"}, "activation_type='uint8'"),
+    ({"extra_options": {"ActivationSymmetric": False}}, "ActivationSymmetric=False"),
+    ({"extra_options": {"QuantizeBias": True}}, "int32 biases"),
+    ({"calibration_method": "entropy"}, "calibration_method: not an option"),
+])
+def test_tensorrt_recipe_refuses_overrides_that_break_it(override, named, lenet_onnx, calibration, tmp_path):
+    with pytest.raises(DeployLabError, match=named):
+        quantize_int8_for_tensorrt(lenet_onnx, tmp_path / "x.onnx", calibration[:16], **override)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_tensorrt_recipe_checks_what_the_quantizer_wrote(lenet_onnx, calibration, tmp_path, monkeypatch):
+    """Were the quantizer to ignore the recipe, the check catches it and nothing is written."""
+    from deploylab.quantize import int8
+
+    original = int8.quantize_int8_onnxruntime
+
+    def asymmetric(*args, **kwargs):
+        return original(*args, **{**kwargs, "activation_type": "uint8", "extra_options": {}})
+
+    monkeypatch.setattr(int8, "quantize_int8_onnxruntime", asymmetric)
+    with pytest.raises(DeployLabError, match="TensorRT's ONNX parser would not take") as info:
+        quantize_int8_for_tensorrt(lenet_onnx, tmp_path / "x.onnx", calibration[:40])
+    assert "non-zero zero point" in str(info.value) and "QuantizeLinear" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _qdq_graph(path, zero_point, quantized=onnx.TensorProto.INT8, opset=17, weight_zero_point=None):
+    """x -> QuantizeLinear -> DequantizeLinear -> Add(DequantizeLinear(int8 weight)): one activation pair and
+    one per-channel weight DQ, with the zero points given (None: no zero point input)."""
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.array(0.1, np.float32), "s"),
+             numpy_helper.from_array(np.full(3, 0.05, np.float32), "ws"),
+             numpy_helper.from_array(np.array([[1], [-2], [3]], np.int8), "w")]
+    q_inputs = ["x", "s"]
+    if zero_point is not None:
+        inits.append(helper.make_tensor("zp", quantized, [], [zero_point]))
+        q_inputs.append("zp")
+    w_inputs = ["w", "ws"]
+    if weight_zero_point is not None:
+        inits.append(numpy_helper.from_array(np.array(weight_zero_point, np.int8), "wzp"))
+        w_inputs.append("wzp")
+    nodes = [helper.make_node("QuantizeLinear", q_inputs, ["xq"], name="q"),
+             helper.make_node("DequantizeLinear", ["xq", *q_inputs[1:]], ["xd"], name="dq"),
+             helper.make_node("DequantizeLinear", w_inputs, ["wd"], name="w_dq", axis=0),
+             helper.make_node("Add", ["xd", "wd"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [3, 1])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [3, 1])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 10
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_checker_passes_symmetric_int8_and_fp8(tmp_path):
+    assert tensorrt_qdq_problems(_qdq_graph(tmp_path / "int8.onnx", 0, weight_zero_point=[0, 0, 0])) == []
+    assert tensorrt_qdq_problems(_qdq_graph(tmp_path / "w.onnx", 0)) == []  # the weight DQ without zero point is int8
+    fp8 = _qdq_graph(tmp_path / "fp8.onnx", 0, onnx.TensorProto.FLOAT8E4M3FN, opset=19)
+    assert tensorrt_qdq_problems(fp8) == [] and qdq_format(fp8).types == {"float8e4m3fn": 2, "int8": 1}
+
+
+@pytest.mark.parametrize("case", ["activation_zero_point", "weight_channel", "uint8", "no_zero_point", "fp8_e5m2"])
+def test_checker_names_each_node_tensorrt_would_not_take(case, tmp_path):
+    path = tmp_path / "m.onnx"
+    if case == "activation_zero_point":
+        _qdq_graph(path, 3)
+        expected = {("q", "non-zero zero point"), ("dq", "non-zero zero point")}
+        shown = "int8 zero point [3] (1 of 1 non-zero)"
+    elif case == "weight_channel":
+        _qdq_graph(path, 0, weight_zero_point=[0, 0, -5])
+        expected, shown = {("w_dq", "non-zero zero point")}, "[0, 0, -5] (1 of 3 non-zero)"
+    elif case == "uint8":
+        _qdq_graph(path, 0, onnx.TensorProto.UINT8)
+        expected, shown = {("q", "uint8"), ("dq", "uint8")}, "clipping at 127, not 255"
+    elif case == "no_zero_point":  # ONNX quantizes to uint8, TensorRT would use int8
+        _qdq_graph(path, None)
+        expected, shown = {("q", "uint8"), ("dq", "uint8")}, "no zero point, so uint8 by the ONNX default"
+    else:
+        _qdq_graph(path, 0, onnx.TensorProto.FLOAT8E5M2, opset=19)
+        expected, shown = {("q", "float8e5m2"), ("dq", "float8e5m2")}, "float8e5m2 (TensorRT quantizes to int8"
+    problems = tensorrt_qdq_problems(path)
+    assert {(p.node, p.issue) for p in problems} == expected
+    assert any(shown in str(p) for p in problems), [str(p) for p in problems]
+    assert not qdq_format(path).symmetric_signed
+
+
 # ---------------------------------------------------------------- int8, OpenVINO NNCF
 def test_nncf_int8_ir_within_one_point(lenet_onnx, calibration, digits_test, fp32_accuracy, tmp_path):
     import openvino as ov
@@ -328,9 +469,9 @@ def test_tensorrt_cache_round_trip_from_ort_ranges(lenet_onnx, calibration, tmp_
     assert "input" in ranges and any(name.endswith("Conv_output_0") for name in ranges)
     low, high = ranges["input"]
     assert 0.0 <= low < high <= 1.0  # digits are in [0, 1]
-    path = tensorrt_cache_from_ranges(ranges, tmp_path / "lenet.cache", version="10.13")
+    path = tensorrt_cache_from_ranges(ranges, tmp_path / "lenet.cache", version="10.13.3")
     cache = read_calibration_cache(path)
-    assert cache.header == "TRT-101300-EntropyCalibration2"
+    assert cache.header == "TRT-101303-EntropyCalibration2"
     assert set(cache.scales) == set(ranges)
     for name, (low, high) in ranges.items():
         assert cache.scales[name] == float(np.float32(max(abs(low), abs(high)) / 127)), name
@@ -387,6 +528,10 @@ def test_cli_quantize_happy_paths(cli, lenet_onnx, mlp, tmp_path):
     assert r.code == 0 and "fp16" in r.out, r.err
     r = cli("quantize", mlp[0], "--mode", "int4", "-o", tmp_path / "i4.onnx")
     assert r.code == 0 and "MatMulNBits x3" in r.out, r.err
+    r = cli("quantize", lenet_onnx, "--mode", "int8", "--for", "tensorrt", "--num-samples", "100",
+            "-o", tmp_path / "trt.onnx")
+    assert r.code == 0 and "recipe=tensorrt" in r.out and "TensorRT check passed" in r.out, r.err
+    assert tensorrt_qdq_problems(tmp_path / "trt.onnx") == []
 
 
 def _odd_input_model(path):
@@ -399,7 +544,8 @@ def _odd_input_model(path):
 
 
 @pytest.mark.parametrize("case", ["empty_calibration", "wrong_shape", "int4_without_matmul", "no_builtin_calibration",
-                                  "fp16_on_openvino", "zero_samples", "missing_model", "wrong_suffix"])
+                                  "fp16_on_openvino", "zero_samples", "missing_model", "wrong_suffix",
+                                  "tensorrt_fp16", "tensorrt_int4", "tensorrt_openvino"])
 def test_cli_quantize_bad_input_is_one_line_exit_2(case, cli, lenet_onnx, tmp_path):
     out = tmp_path / "out.onnx"
     model, extra, named = lenet_onnx, [], None
@@ -420,6 +566,13 @@ def test_cli_quantize_bad_input_is_one_line_exit_2(case, cli, lenet_onnx, tmp_pa
         extra, named = ["--mode", "int8", "--num-samples", "0"], "samples 0 must be a positive integer"
     elif case == "missing_model":
         model, extra, named = tmp_path / "nope.onnx", ["--mode", "fp16"], "nope.onnx"
+    elif case == "tensorrt_fp16":
+        extra, named = ["--mode", "fp16", "--for", "tensorrt"], "not --mode fp16"
+    elif case == "tensorrt_int4":
+        extra, named = ["--mode", "int4", "--for", "tensorrt"], "not --mode int4"
+    elif case == "tensorrt_openvino":
+        extra, named = ["--mode", "int8", "--backend", "openvino", "--for", "tensorrt"], "not --backend openvino"
+        out = tmp_path / "o.xml"
     else:
         extra, named, out = ["--mode", "int8", "--backend", "openvino"], ".xml", tmp_path / "o.onnx"
     one_line_error(cli("quantize", model, *extra, "-o", out), named)

@@ -1,4 +1,5 @@
-"""The measured support matrix, check_support on a file with a known-unsupported op, the CLI."""
+"""The measured support matrix, check_support on a file with a known-unsupported op and on Q/DQ models
+(TensorRT's zero-point rules), the CLI."""
 
 from __future__ import annotations
 
@@ -51,6 +52,17 @@ def det_model(tmp_path):
 @pytest.fixture
 def abs_model(tmp_path):
     return _save_model(tmp_path / "abs.onnx", "Abs")
+
+
+@pytest.fixture(scope="module")
+def lenet_qdq(lenet_ts_dynamic, tmp_path_factory):
+    """LeNet int8 twice: ONNX Runtime's default (uint8, asymmetric) and the TensorRT recipe."""
+    from deploylab.data.calibration import digits_calibration
+    from deploylab.quantize import quantize_int8_for_tensorrt, quantize_int8_onnxruntime
+
+    out, calibration = tmp_path_factory.mktemp("lenet_qdq"), digits_calibration(100, seed=0)
+    default = quantize_int8_onnxruntime(lenet_ts_dynamic.path, out / "default.onnx", calibration).path
+    return default, quantize_int8_for_tensorrt(lenet_ts_dynamic.path, out / "trt.onnx", calibration).path
 
 
 # ---------------------------------------------------------------- the shipped matrix
@@ -153,6 +165,41 @@ def test_check_support_passes_a_plain_model(abs_model, matrix):
     assert report.all_supported
     assert {op.op_type for op in report.ops} == {"Abs", "Relu"}
     assert all(op.verdict(b) == "pass" for op in report.ops for b in ("onnxruntime", "openvino"))
+
+
+def test_tensorrt_column_fails_asymmetric_qdq_and_passes_the_recipe(lenet_qdq, matrix):
+    """NVIDIA's table says Q/DQ are supported with zero points of 0; the file decides whether it keeps that."""
+    from deploylab.quantize import tensorrt_qdq_problems
+
+    default, recipe = lenet_qdq
+    report = check_support(default, ["onnxruntime", "tensorrt"], matrix=matrix)
+    assert report.unsupported("tensorrt") == ["ai.onnx::DequantizeLinear", "ai.onnx::QuantizeLinear"]
+    assert not report.supported("tensorrt") and report.supported("onnxruntime")
+    rows = {op.op_type: op for op in report.ops}
+    q = rows["QuantizeLinear"]
+    flagged = {p.node for p in tensorrt_qdq_problems(default) if p.op_type == "QuantizeLinear"}
+    assert q.verdict("tensorrt") == "fail" and q.tensorrt_model_problem.startswith(f"{len(flagged)} of {q.nodes} nodes")
+    assert "non-zero zero points" in q.tensorrt_model_problem and "TensorRT recipe" in q.tensorrt_model_problem
+    assert rows["Conv"].verdict("tensorrt") == "pass"
+    text = report.format()
+    assert f"  QuantizeLinear: {q.tensorrt_model_problem}" in text  # in full, not cut to the table's width
+    assert "tensorrt: UNSUPPORTED (unsupported: ai.onnx::DequantizeLinear, ai.onnx::QuantizeLinear)" in text
+
+    passed = check_support(recipe, ["onnxruntime", "tensorrt"], matrix=matrix)
+    assert passed.supported("tensorrt") and passed.unsupported("tensorrt") == []
+    for op in passed.ops:
+        if op.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            assert op.verdict("tensorrt") == "pass" and op.cell("tensorrt").startswith("doc: Y"), op
+
+
+def test_cli_check_support_prints_why_tensorrt_fails_a_qdq_model(lenet_qdq, capsys):
+    default, recipe = lenet_qdq
+    assert main(["check-support", str(default), "--backends", "onnxruntime,tensorrt"]) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.strip().startswith("QuantizeLinear:"))
+    assert "non-zero zero points" in line and "--for tensorrt" in line
+    assert main(["check-support", str(recipe), "--backends", "onnxruntime,tensorrt"]) == 0
+    assert "tensorrt: SUPPORTED" in capsys.readouterr().out
 
 
 def test_tensorrt_documented_table():

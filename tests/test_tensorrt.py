@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import re
 import shlex
 import struct
 from datetime import datetime
@@ -41,6 +42,8 @@ lean = pytest.importorskip("tensorrt_lean_bindings")
 
 SEED_PROFILE = dict(min="input:1x3x224x224", opt="input:8x3x224x224", max="input:32x3x224x224")
 SEED_SHAPES = ["--minShapes=input:1x3x224x224", "--optShapes=input:8x3x224x224", "--maxShapes=input:32x3x224x224"]
+# Every command ends with these: layer details for the inspector, and build only (no timing run).
+BUILD_ONLY = ["--profilingVerbosity=detailed", "--skipInference"]
 
 
 def _has_full_tensorrt() -> bool:
@@ -117,11 +120,11 @@ def test_trtexec_10x_is_the_seed_command_with_mempoolsize():
     # Seed: trtexec --onnx=batch_resnet18.onnx --saveEngine=batch_resnet18.plan --minShapes=... --workspace=1024
     command = trtexec_command(_settings(), "10.3.0")
     assert command == ["trtexec", "--onnx=batch_resnet18.onnx", "--saveEngine=batch_resnet18.plan", "--noTF32",
-                       *SEED_SHAPES, "--memPoolSize=workspace:1024"]
+                       *SEED_SHAPES, "--memPoolSize=workspace:1024", *BUILD_ONLY]
     assert "--workspace=1024" not in command
     text = format_command(command)
     assert text.splitlines()[0] == "trtexec --onnx=batch_resnet18.onnx \\"
-    assert text.splitlines()[-1] == "    --memPoolSize=workspace:1024"
+    assert text.splitlines()[-1] == "    --skipInference"
     assert text.replace(" \\\n    ", " ") == " ".join(command)
 
 
@@ -138,11 +141,11 @@ def test_fp32_plans_clear_tf32_unless_asked(version):
 def test_trtexec_10x_fp16_and_int8_flags_in_seed_order():
     fp16 = trtexec_command(_settings(engine_path="batch_fp16_resnet18.plan", precision="fp16"), "10.8.0")
     assert fp16 == ["trtexec", "--onnx=batch_resnet18.onnx", "--fp16", "--saveEngine=batch_fp16_resnet18.plan",
-                    *SEED_SHAPES, "--memPoolSize=workspace:1024"]
+                    *SEED_SHAPES, "--memPoolSize=workspace:1024", *BUILD_ONLY]
     int8 = trtexec_command(_settings(engine_path="batch_int8_resnet18.plan", precision="int8",
                                      calibration_cache="calibration.cache"), "10.8.0")
     assert int8 == ["trtexec", "--onnx=batch_resnet18.onnx", "--int8", "--calib=calibration.cache",
-                    "--saveEngine=batch_int8_resnet18.plan", *SEED_SHAPES, "--memPoolSize=workspace:1024"]
+                    "--saveEngine=batch_int8_resnet18.plan", *SEED_SHAPES, "--memPoolSize=workspace:1024", *BUILD_ONLY]
     assert "--bf16" in trtexec_command(_settings(precision="bf16"), "10.8.0")
     with pytest.raises(DeployLabError, match=r"needs a calibration cache \(--calib=FILE\)"):
         trtexec_command(_settings(precision="int8"), "10.8.0")
@@ -170,7 +173,7 @@ def test_trtexec_11x_refuses_precision_flags_and_explains_the_route(precision):
 def test_trtexec_11x_commands():
     plain = trtexec_command(_settings(), "11.4.0")
     assert plain == ["trtexec", "--onnx=batch_resnet18.onnx", "--saveEngine=batch_resnet18.plan", "--noTF32",
-                     *SEED_SHAPES, "--memPoolSize=workspace:1024"]
+                     *SEED_SHAPES, "--memPoolSize=workspace:1024", *BUILD_ONLY]
     # The model carries fp16: no precision flag, and no --stronglyTyped (always on in 11.x).
     fp16 = trtexec_command(_settings(onnx_path="model_fp16.onnx", precision="fp16", strongly_typed=True), "11.0.0")
     assert not any(a in fp16 for a in ("--fp16", "--stronglyTyped"))
@@ -181,12 +184,12 @@ def test_trtexec_11x_commands():
 def test_trtexec_portability_cache_and_refusals():
     command = trtexec_command(_settings(workspace_mib=None, timing_cache="build/timing.cache",
                                         version_compatible=True, hardware_compatibility="ampere+"), "10.8.0")
-    assert command[-3:] == ["--timingCacheFile=build/timing.cache", "--versionCompatible",
-                            "--hardwareCompatibilityLevel=ampere+"]
+    assert command[-5:] == ["--timingCacheFile=build/timing.cache", "--versionCompatible",
+                            "--hardwareCompatibilityLevel=ampere+", *BUILD_ONLY]
     assert not any(a.startswith("--memPoolSize") for a in command)
     # trtexec and the enum have sameComputeCapability from 10.9 on, not in 10.0-10.8
     same_cc = trtexec_command(_settings(hardware_compatibility="sameComputeCapability"), "10.9.0")
-    assert same_cc[-1] == "--hardwareCompatibilityLevel=sameComputeCapability"
+    assert same_cc[-3] == "--hardwareCompatibilityLevel=sameComputeCapability"
     for older in ("10.0.1", "10.8.0"):
         with pytest.raises(DeployLabError, match=f"sameComputeCapability needs TensorRT 10.9 or newer, not {older}"):
             trtexec_command(_settings(hardware_compatibility="sameComputeCapability"), older)
@@ -300,6 +303,49 @@ def test_model_precision_facts(tmp_path, dynamic_model):
     trtb.check_model_precision(BuildSettings(qdq, tmp_path / "q.plan", precision="int8", strongly_typed=True))
 
 
+def _qdq_model(tmp_path, zero_type, zero_value, name="qdq.onnx"):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    scale = helper.make_tensor("s", TensorProto.FLOAT, [], [0.1])
+    zero = helper.make_tensor("z", zero_type, [], [zero_value])
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"], name="quant_x"),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], name="dequant_x")]
+    return _save(helper.make_model(helper.make_graph(nodes, "qdq", [x], [y], [scale, zero]),
+                                   opset_imports=[helper.make_opsetid("", 17)]), tmp_path / name)
+
+
+@pytest.mark.parametrize("zero_type, zero_value, issue", [
+    (TensorProto.UINT8, 107, "non-zero zero point"),  # ONNX Runtime's asymmetric uint8 activations
+    (TensorProto.INT8, 3, "non-zero zero point"),
+    (TensorProto.UINT8, 0, "TensorRT has no uint8 on the GPU"),
+])
+def test_strongly_typed_int8_refuses_qdq_tensorrt_cannot_import(tmp_path, zero_type, zero_value, issue):
+    """onnx-tensorrt's Q/DQ importer takes symmetric signed int8 only: a model ONNX Runtime quantized
+    with its CPU defaults (uint8, zero points like 107) cannot be built; the error names the nodes."""
+    model = _qdq_model(tmp_path, zero_type, zero_value)
+    settings = BuildSettings(model, tmp_path / "q.plan", precision="int8", strongly_typed=True)
+    with pytest.raises(DeployLabError) as err:
+        trtb.check_model_precision(settings)
+    text = str(err.value)
+    assert "Q/DQ nodes TensorRT's ONNX parser refuses" in text and "'quant_x'" in text and issue in text
+    assert "--for tensorrt" in text
+    assert trtb.read_model_facts(model).qdq_problems  # the facts say so too
+    assert not trtb.read_model_facts(_qdq_model(tmp_path, TensorProto.INT8, 0, "ok.onnx")).qdq_problems
+
+
+def test_10x_int8_of_a_qdq_model_needs_no_calibration(tmp_path):
+    """Explicit quantization: the Q/DQ nodes carry the scales, so --int8 needs no --calib on 10.x."""
+    model = _qdq_model(tmp_path, TensorProto.INT8, 0)
+    command = trtexec_command(BuildSettings(model, tmp_path / "q.plan", precision="int8"), "10.13.3")
+    assert "--int8" in command and not any(a.startswith("--calib") for a in command)
+    with pytest.raises(DeployLabError, match="its int8 scales come from the model"):
+        trtexec_command(BuildSettings(model, tmp_path / "q.plan", precision="int8", calibration_cache="c.cache"),
+                        "10.13.3")
+    facts = trtb.read_model_facts(model)
+    plan = trtb.precision_plan(BuildSettings(model, tmp_path / "q.plan", precision="int8"), TensorRTVersion(10, 8), facts)
+    assert plan == {"flag": "INT8", "strongly_typed": False, "calibrate": False}
+
+
 # ---------------------------------------------------------------- plan records (sidecar)
 A10 = {"name": "NVIDIA A10", "compute_capability": "8.6"}
 
@@ -334,17 +380,42 @@ def test_plan_from_another_version_or_gpu_is_refused(tmp_path, dynamic_model):
     text = str(err.value)
     assert "built with TensorRT 10.3.0.26 on NVIDIA A10 (sm_86)" in text and "TensorRT 10.4.0" in text
     assert "rebuild it here from" in text and "version_compatible=True" in text
-    with pytest.raises(DeployLabError, match=r"this GPU is sm_89, and a plan only runs on the compute capability"):
+    assert "it runs on the full runtime of TensorRT 10.3.0.26 only" in text
+    with pytest.raises(DeployLabError, match=r"this GPU is sm_89, and the plan is promised only for the GPU architecture"):
         check_plan_compatibility(plan, "10.3.0", "sm_89")
     assert check_plan_compatibility(plan, "10.3.0", None)["gpu"] == A10  # unknown GPU: version check only
-    with pytest.raises(DeployLabError, match="the lean runtime only runs version-compatible plans"):
-        check_plan_compatibility(plan, "10.3.0", "8.6", lean_runtime=True)
+    for runtime in ("lean", "dispatch"):
+        with pytest.raises(DeployLabError, match=f"the {runtime} runtime of TensorRT 10.3.0 runs only version-compatible"):
+            check_plan_compatibility(plan, "10.3.0", "8.6", runtime=runtime)
+    with pytest.raises(DeployLabError, match="unknown TensorRT runtime 'slim'"):
+        check_plan_compatibility(plan, "10.3.0", "8.6", runtime="slim")
+
+
+def test_same_compute_capability_on_another_gpu_model_warns(tmp_path, dynamic_model, monkeypatch):
+    """NvInfer.h promises a default plan only for the device that built it: another GPU model of the
+    same compute capability (an A10 plan on an RTX 3090, both sm_86) loads with a warning."""
+    said = []
+    monkeypatch.setattr(trtb.record, "announce", said.append)
+    plan = _plan(tmp_path, dynamic_model)
+    assert check_plan_compatibility(plan, "10.3.0.26", "8.6", gpu_name="NVIDIA A10") and not said
+    assert check_plan_compatibility(plan, "10.3.0.26", "8.6", gpu_name="NVIDIA GeForce RTX 3090")
+    assert len(said) == 1 and "another GPU of the same compute capability" in said[0]
+    same_cc = _plan(tmp_path, dynamic_model, hardware_compatibility="sameComputeCapability", version="10.9.0")
+    assert check_plan_compatibility(same_cc, "10.9.0", "8.6", gpu_name="NVIDIA GeForce RTX 3090")
+    assert len(said) == 1  # built for any GPU of that compute capability: nothing to warn about
 
 
 def test_version_compatible_plans_run_forward_only(tmp_path, dynamic_model):
     plan = _plan(tmp_path, dynamic_model, version_compatible=True)
     assert check_plan_compatibility(plan, "10.8.0", "8.6")
-    assert check_plan_compatibility(plan, "11.4.0", "8.6", lean_runtime=True)  # documented 10 -> 11
+    assert check_plan_compatibility(plan, "11.4.0", "8.6", runtime="dispatch")  # documented 10 -> 11
+    # A lean runtime runs version-compatible plans of its own release only; crossing needs dispatch.
+    assert check_plan_compatibility(plan, "10.3.0.26", "8.6", runtime="lean")
+    with pytest.raises(DeployLabError) as err:
+        check_plan_compatibility(plan, "11.4.0", "8.6", runtime="lean")
+    assert "a lean runtime runs only plans built by its own release" in str(err.value)
+    assert "use the dispatch runtime (tensorrt_dispatch)" in str(err.value)
+    assert "full or dispatch runtime of TensorRT 10.3.0.26 or a later 10.x or 11.x" in str(err.value)
     with pytest.raises(DeployLabError, match="only runs forward"):
         check_plan_compatibility(plan, "10.2.0", "8.6")
     plan11 = _plan(tmp_path, dynamic_model, version="11.0.0", version_compatible=True)
@@ -364,7 +435,7 @@ def test_hardware_compatible_plans_need_ampere(tmp_path, dynamic_model):
 
 def test_missing_sidecar_is_allowed_with_a_warning(tmp_path, monkeypatch):
     said = []
-    monkeypatch.setattr(trtb, "announce", said.append)
+    monkeypatch.setattr(trtb.record, "announce", said.append)
     plan = tmp_path / "trtexec.plan"
     plan.write_bytes(b"x")
     assert check_plan_compatibility(plan, "10.3.0", "8.6") is None
@@ -426,10 +497,83 @@ def test_write_calibration_cache_refusals(tmp_path):
     with pytest.raises(DeployLabError, match="version_tag 'TRT-x' is not like"):
         write_calibration_cache(tmp_path / "c", {"a": 1.0}, version_tag="TRT-x")
     if not _has_full_tensorrt():  # only the 11.x lean runtime here: the reading version is unknown
-        with pytest.raises(DeployLabError, match="needs the TensorRT version that will read the cache"):
+        with pytest.raises(DeployLabError, match="needs the TensorRT 10.x release that will read the cache, and "
+                                                 "here only the lean runtime"):
             write_calibration_cache(tmp_path / "c", {"a": 1.0})
     with pytest.raises(DeployLabError, match="does not exist"):
         read_calibration_cache(tmp_path / "missing.cache")
+
+
+@pytest.mark.parametrize("version", ["10.13", "10", "TensorRT 10.13"])
+def test_calibration_header_needs_a_full_release(tmp_path, version):
+    """10.13.2 and 10.13.3 both exist; "10.13" would be written TRT-101300, which neither reads."""
+    with pytest.raises(DeployLabError, match="give major.minor.patch of the TensorRT that will read the cache"):
+        trtb.calibration_header(version)
+    with pytest.raises(DeployLabError, match="names several"):
+        write_calibration_cache(tmp_path / "c.cache", {"a": 1.0}, tensorrt_version=version)
+    assert not (tmp_path / "c.cache").exists()
+    assert trtb.calibration_header("10.13.3") == "TRT-101303-EntropyCalibration2"
+    assert trtb.calibration_header("10.13.3.9") == "TRT-101303-EntropyCalibration2"  # the build is not in it
+
+
+def test_installed_version_is_the_default_header_with_a_warning(monkeypatch, tmp_path):
+    said = []
+    monkeypatch.setattr(trtb.calibration, "announce", said.append)
+    full = trtb.TensorRTInstall(SimpleNamespace(__name__="tensorrt", Builder=object), TensorRTVersion(10, 13, 3, 9),
+                                "full")
+    monkeypatch.setattr(trtb.calibration, "detect_install", lambda: full)
+    path = write_calibration_cache(tmp_path / "c.cache", {"a": 1.0})
+    assert read_calibration_cache(path).header == "TRT-101303-EntropyCalibration2"
+    assert said and "written for the installed TensorRT 10.13.3.9" in said[0]
+    eleven = trtb.TensorRTInstall(SimpleNamespace(__name__="tensorrt", Builder=object), TensorRTVersion(11, 4, 0),
+                                  "full")
+    monkeypatch.setattr(trtb.calibration, "detect_install", lambda: eleven)
+    with pytest.raises(DeployLabError, match="needs the TensorRT 10.x release"):
+        write_calibration_cache(tmp_path / "d.cache", {"a": 1.0})
+
+
+class _CalibratorBase:
+    """Stands in for trt.IInt8EntropyCalibrator2 (10.x); the real base is checked in the conformance tests."""
+
+    def __init__(self):
+        pass
+
+
+_FAKE_TRT10 = SimpleNamespace(__version__="10.13.3.9", IInt8EntropyCalibrator2=_CalibratorBase)
+
+
+def _failing_batches():
+    yield {"input": np.zeros((1, 3), np.float32)}
+    raise OSError("disk read failed while loading calibration images")
+
+
+@pytest.mark.parametrize("batches, message", [
+    ([{"image": np.zeros((1, 3), np.float32)}], "calibration batch 0 lacks input(s) input; it has image"),
+    (_failing_batches(), "int8 calibration stopped at batch 1: get_batch raised OSError: disk read failed"),
+])
+def test_calibrator_errors_survive_tensorrt(tmp_path, monkeypatch, batches, message):
+    """TensorRT's trampoline prints an exception raised in get_batch and reads "no more batches"; the
+    calibrator keeps it, answers None (as TensorRT would have read), and raise_error raises it."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the CUDA copy is never reached
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    calibrator = trtb.make_entropy_calibrator(batches, tmp_path / "c.cache", trt=_FAKE_TRT10)
+    while calibrator.get_batch(["input"]) is not None:
+        pass
+    assert calibrator.get_batch(["input"]) is None  # after an error: no more batches
+    with pytest.raises(DeployLabError, match=re.escape(message)):
+        calibrator.raise_error()
+
+
+def test_calibrator_reads_an_existing_cache_without_a_gpu(tmp_path):
+    cache = write_calibration_cache(tmp_path / "c.cache", {"input": 0.1}, tensorrt_version="10.13.3")
+    calibrator = trtb.make_entropy_calibrator([], cache, trt=_FAKE_TRT10)
+    assert calibrator.read_calibration_cache() == cache.read_bytes()
+    calibrator.raise_error()  # nothing went wrong
+    with pytest.raises(DeployLabError, match="TensorRT 11.4.0 has no int8 calibrators"):
+        trtb.make_entropy_calibrator([], cache, trt=SimpleNamespace(__version__="11.4.0"))
 
 
 def test_scales_from_ranges():
@@ -443,10 +587,23 @@ def test_scales_from_ranges():
         scales_from_ranges({"w": (1.0, -1.0)})
 
 
-# ---------------------------------------------------------------- API surface against the lean runtime
+# ---------------------------------------------------------------- API surface against the lean and dispatch runtimes
+dispatch = pytest.importorskip("tensorrt_dispatch_bindings")
+
+
+@pytest.mark.parametrize("module", [lean, dispatch], ids=["lean", "dispatch"])
 @pytest.mark.parametrize("cls, attr", trtb.RUNTIME_API_CALLS + trtb.RUNTIME_ENUMS)
-def test_runtime_api_exists_in_lean_bindings(cls, attr):
-    assert hasattr(getattr(lean, cls), attr), f"tensorrt_lean_bindings.{cls} has no {attr}"
+def test_runtime_api_exists_in_lean_and_dispatch_bindings(module, cls, attr):
+    assert hasattr(getattr(module, cls), attr), f"{module.__name__}.{cls} has no {attr}"
+
+
+def test_detect_tells_the_three_runtimes_apart():
+    found = {r.kind: r for r in trtb.detect_runtimes()}
+    assert found["lean"].module is lean and found["dispatch"].module is dispatch
+    assert not found["lean"].can_build and not found["dispatch"].can_build
+    assert found["dispatch"].describe() == f"dispatch runtime tensorrt_dispatch_bindings {dispatch.__version__}"
+    if not _has_full_tensorrt():  # lean first: both run the same plans of their own release
+        assert trtb.detect_install().kind == "lean"
 
 
 def test_optional_runtime_api_is_guarded():
@@ -594,6 +751,115 @@ def test_runner_logic_binds_every_tensor_and_checks_profile_bounds_first():
     assert facts["profiles"] == [{"input": {"min": [1, 3], "opt": [2, 3], "max": [4, 3]}}]
     assert facts["io_tensors"][0] == {"name": "input", "mode": "input", "dtype": "FLOAT", "shape": [-1, 3]}
     assert facts["layers"] is None and "without EngineInspector" in facts["layers_note"]
+
+
+class _HostEngine(_FakeEngine):
+    """Both IO tensors live in host memory (as shape tensors do)."""
+
+    def get_tensor_location(self, name):
+        return "HOST"
+
+
+class _CheckedContext(_FakeContext):
+    def execute_async_v3(self, stream):
+        for name, address in self._addresses.items():  # a meta/unallocated buffer has no address
+            if not address:
+                raise AssertionError(f"{name} is bound to address 0")
+        return super().execute_async_v3(stream)
+
+
+def test_host_outputs_get_host_buffers():
+    """TensorRT writes a HOST-located output in host memory: the runner must bind a host buffer
+    there, not one on the CUDA device (here "meta", which has no storage, stands for the device)."""
+    context = _CheckedContext()
+    session = trtb._EngineSession(_FAKE_TRT, _HostEngine(), context, "meta", 0, lambda: None)
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(session.infer({"input": x})["output"], 2 * x)
+
+
+class _Events(list):
+    def runtime_module(self, engine):
+        events = self
+
+        class Runtime:
+            def __init__(self, logger):
+                events.append("Runtime")
+
+            def deserialize_cuda_engine(self, blob):
+                events.append("deserialize")
+                return engine
+
+        class Logger:
+            WARNING = "W"
+
+            def __init__(self, severity):
+                self.severity = severity
+
+        return SimpleNamespace(__name__="tensorrt", __version__="10.13.3", Runtime=Runtime, Logger=Logger)
+
+
+def _patch_runtime(monkeypatch, events, engine, devices=2):
+    module = events.runtime_module(engine)
+    fake_cuda = SimpleNamespace(device_count=lambda: devices, set_device=lambda d: events.append(f"set_device {d}"),
+                                is_available=lambda: True)
+    monkeypatch.setattr(trtb.runtime, "_require_cuda", lambda: SimpleNamespace(cuda=fake_cuda))
+    monkeypatch.setattr(trtb.runtime, "require_tensorrt",
+                        lambda phase: trtb.TensorRTInstall(module, TensorRTVersion(10, 13, 3), "full"))
+    monkeypatch.setattr(trtb.runtime, "gpu_info", lambda device: None)
+    monkeypatch.setattr(trtb.record, "announce", lambda text: None)
+
+
+def test_load_plan_sets_the_device_before_the_runtime(tmp_path, monkeypatch):
+    events = _Events()
+    _patch_runtime(monkeypatch, events, engine=_FakeEngine())
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"plan")
+    loaded = trtb.load_plan(plan, device=1)
+    assert events == ["set_device 1", "Runtime", "deserialize"]  # the engine lands on device 1
+    assert loaded.runtime_kind == "full" and loaded.version == TensorRTVersion(10, 13, 3)
+    with pytest.raises(DeployLabError, match="CUDA device 2 does not exist; this machine has 2"):
+        trtb.load_plan(plan, device=2)
+
+
+class _NoContextEngine(_FakeEngine):
+    def create_execution_context(self):
+        return None  # what TensorRT returns when it cannot allocate the context
+
+
+def test_a_missing_execution_context_is_an_error(tmp_path, monkeypatch):
+    _patch_runtime(monkeypatch, _Events(), engine=_NoContextEngine())
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"plan")
+    with pytest.raises(DeployLabError, match="could not create an execution context for m.plan"):
+        TensorRTRunner(plan).activate()
+
+
+def test_gpu_info_reports_the_current_device_by_default(monkeypatch):
+    """A build runs on torch's current device, which need not be 0; the record must name that one."""
+    import torch
+
+    names = {0: "NVIDIA A10", 1: "NVIDIA L4"}
+    capabilities = {0: (8, 6), 1: (8, 9)}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda d: names[d])
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d: capabilities[d])
+    assert trtb.gpu_info() == {"name": "NVIDIA L4", "compute_capability": "8.9", "index": 1}
+    assert trtb.gpu_info(0) == {"name": "NVIDIA A10", "compute_capability": "8.6", "index": 0}
+
+
+def test_build_checks_the_gpu_before_touching_tensorrt(tmp_path, dynamic_model, monkeypatch):
+    """Without a driver trt.Builder raises "TypeError: factory function returned nullptr"."""
+    def builder(logger):
+        raise TypeError("factory function returned nullptr")
+
+    module = SimpleNamespace(__name__="tensorrt", Builder=builder, Runtime=object)
+    monkeypatch.setattr(trtb.build, "require_tensorrt",
+                        lambda phase: trtb.TensorRTInstall(module, TensorRTVersion(10, 13, 3), "full"))
+    monkeypatch.setattr(trtb.build, "gpu_info", lambda device=None: None)
+    with pytest.raises(DeployLabError, match="building a TensorRT plan needs an NVIDIA GPU with a working driver"):
+        trtb.build_engine_plan(BuildSettings(dynamic_model, tmp_path / "m.plan", [parse_profile_args(
+            min="input:1x3x224x224", opt="input:1x3x224x224", max="input:1x3x224x224")]))
 
 
 class _FakeInspector(_Strict):

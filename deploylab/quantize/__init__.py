@@ -18,6 +18,8 @@ _EXPORTS = {
     "convert_to_fp16": "fp16",
     "quantize_int8_onnxruntime": "int8",
     "quantize_int8_openvino": "int8",
+    "quantize_int8_for_tensorrt": "int8",
+    "TENSORRT_INT8_RECIPE": "int8",
     "calibration_ranges": "int8",
     "calibration_for_model": "int8",
     "collect_tensors_data": "int8",
@@ -47,6 +49,8 @@ _EXPORTS = {
     "per_tensor_weight_levels": "report",
     "zero_range_tensors": "report",
     "qdq_format": "report",
+    "tensorrt_qdq_problems": "report",
+    "TensorRTQdqProblem": "report",
     "ClassifierReport": "evaluate",
     "LabelledAccuracy": "evaluate",
 }
