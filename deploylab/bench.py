@@ -459,8 +459,6 @@ CSV_COLUMNS = ("runner", "backend", "batch", "mode", "concurrency", "n", "median
 # Rounds per batch size in a sweep: every runner's block runs once per round, order rotating.
 DEFAULT_SWEEP_ROUNDS = 3
 # OpenVINO reports f32/bf16/f16; deploylab names precisions fp32/bf16/fp16 everywhere.
-_PRECISION_NAMES = {"f32": "fp32", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
-                    "f16": "fp16", "fp16": "fp16", "float16": "fp16"}
 
 
 def _stats_from_dict(data: dict) -> TimingStats:
@@ -562,26 +560,6 @@ class SkippedBatch:
         return asdict(self)
 
 
-def _runner_threads(runner) -> int | None:
-    for attr in ("intra_op_threads", "threads"):  # ONNX Runtime; OpenVINO and torch eager
-        value = getattr(runner, attr, None)
-        if value:
-            return int(value)
-    return None
-
-
-def _runner_spinning(runner) -> bool | None:
-    value = getattr(runner, "spinning", None)
-    return None if value is None else bool(value)
-
-
-def _runner_precision(runner) -> str:
-    value = getattr(runner, "inference_precision", None)
-    if not value:
-        return "fp32"
-    return _PRECISION_NAMES.get(str(value).lower(), str(value).lower())
-
-
 def _positive_int(value, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise DeployLabError(f"{what} must be a positive integer, got {value!r}")
@@ -664,20 +642,21 @@ def benchmark_runner(
     label = name or runner.name
     stats = time_call(lambda: runner.infer(feed), label=f"{label} b{batch_size}", warmup=warmup, repeats=repeats,
                       min_seconds=seconds or 0.0, items_per_call=batch_size)
-    return BenchmarkResult(label, runner.backend, batch_size, _runner_threads(runner), _runner_precision(runner), stats,
-                           spinning=_runner_spinning(runner))
+    settings = runner.settings()
+    return BenchmarkResult(label, runner.backend, batch_size, settings.threads, settings.precision, stats,
+                           spinning=settings.spinning)
 
 
 class RequestPool:
     """Run many inference requests with ``in_flight`` of them running at once.
 
-    - an OpenVINO runner (it has ``infer_async_queue``): its ``AsyncInferQueue`` with
-      ``jobs=in_flight``. Build the runner with ``hint="throughput"`` so the CPU plugin
-      splits its cores into streams; with the latency hint one stream takes all cores
-      and extra requests mostly wait.
-    - any other runner: ``in_flight`` threads, each with its own runner
-      (``runner_factory()``, or ``runner.with_model(runner.model_path)`` for runners on an
-      ONNX file, e.g. ONNX Runtime), else all threads share ``runner``. ONNX Runtime's
+    - a runner with its own request queue (``runner.queues_requests``: OpenVINO's
+      ``AsyncInferQueue``), through ``runner.infer_queued(feeds, in_flight)``. Build an
+      OpenVINO runner with ``hint="throughput"`` so the CPU plugin splits its cores into
+      streams; with the latency hint one stream takes all cores and extra requests mostly wait.
+    - any other runner: ``in_flight`` threads, each with its own runner (``runner_factory()``,
+      or ``runner.clone()``: ONNX Runtime on the same file, TensorRT on the same plan), else
+      all threads share ``runner`` if it is ``thread_safe`` (PyTorch eager). ONNX Runtime's
       ``run`` releases the GIL, so the threads really run in parallel; mind that each
       session also has its own intra-op thread pool (set ``intra_op_threads``).
 
@@ -690,21 +669,23 @@ class RequestPool:
         self.in_flight = _positive_int(in_flight, "in_flight")
         self._pool = None
         self._workers: list = []
-        if hasattr(runner, "infer_async_queue"):
+        if runner.queues_requests:
             return
         from concurrent.futures import ThreadPoolExecutor
 
         if runner_factory is not None:
             workers = [runner_factory() for _ in range(self.in_flight)]
-        elif hasattr(runner, "with_model"):
-            workers = [runner] + [runner.with_model(runner.model_path) for _ in range(self.in_flight - 1)]
-        elif self.in_flight > 1 and runner.backend == "tensorrt":
-            raise DeployLabError(
-                "a TensorRT runner cannot be shared by several threads (its execution context is not "
-                "thread-safe); pass runner_factory= that builds one runner per thread"
-            )
         else:
-            workers = [runner] * self.in_flight
+            clones = [runner.clone() for _ in range(self.in_flight - 1)]
+            if all(c is not None for c in clones):
+                workers = [runner, *clones]
+            elif runner.thread_safe:
+                workers = [runner] * self.in_flight
+            else:
+                raise DeployLabError(
+                    f"{runner.name} cannot be shared by several threads and cannot be cloned; pass "
+                    "runner_factory= that builds one runner per thread"
+                )
         self._workers = workers
         for worker in workers:
             worker.activate()
@@ -728,7 +709,7 @@ class RequestPool:
         """Outputs of every feed, ``in_flight`` requests at a time, in the order of ``feeds``."""
         feeds = list(feeds)
         if self._pool is None:
-            return self.runner.infer_async_queue(feeds, jobs=self.in_flight)
+            return self.runner.infer_queued(feeds, self.in_flight)
         results: list = [None] * len(feeds)
         lock, next_index = threading.Lock(), [0]
 
@@ -819,9 +800,10 @@ def benchmark_concurrent(
             done += per_round
     stats = summarize_timings(f"{label} b{batch_size} x{requests}", samples, per_round * batch_size)
     throughput = done * batch_size / (sum(samples) / 1e9)
-    return BenchmarkResult(label, runner.backend, batch_size, _runner_threads(runner), _runner_precision(runner),
+    settings = runner.settings()
+    return BenchmarkResult(label, runner.backend, batch_size, settings.threads, settings.precision,
                            stats, mode="async", concurrency=requests, throughput_per_s=throughput,
-                           spinning=_runner_spinning(runner))
+                           spinning=settings.spinning)
 
 
 # ---------------------------------------------------------------- the harness's own cost
@@ -1128,8 +1110,9 @@ def sweep(
             for name, runner, _ in group:
                 stats = timings[name]
                 stats.label = f"{name} b{size}"
-                results.append(BenchmarkResult(name, runner.backend, size, _runner_threads(runner),
-                                               _runner_precision(runner), stats, spinning=_runner_spinning(runner)))
+                how = runner.settings()
+                results.append(BenchmarkResult(name, runner.backend, size, how.threads,
+                                               how.precision, stats, spinning=how.spinning))
             bar.update(len(group))
             for name, runner, _ in group:
                 for level in levels:

@@ -15,6 +15,7 @@ import statistics
 import threading
 import time
 from datetime import datetime
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ from deploylab.errors import DeployLabError
 
 
 class FakeRunner(Runner):
-    """No engine: ``y = 2 x``; records (thread, rows) per call; ``with_model`` makes clones."""
+    """No engine: ``y = 2 x``; records (thread, rows) per call; ``clone`` (``with_model``) makes clones."""
 
     backend = "fake"
 
@@ -54,6 +55,9 @@ class FakeRunner(Runner):
         clone = FakeRunner(self.shape, self.delay, self.name)
         self.clones.append(clone)
         return clone
+
+    def clone(self):
+        return self.with_model(self.model_path)
 
     def _activate(self):
         pass
@@ -502,3 +506,55 @@ def test_spin_park_time_rejects_bad_settings():
         spin_park_time(lambda: None, lambda: None, pauses_ms=(0, -5))
     with pytest.raises(DeployLabError, match="samples must be a positive integer"):
         spin_park_time(lambda: None, lambda: None, samples=0)
+
+
+class _SharedRunner(FakeRunner):
+    """Cannot be re-made (``clone`` is the contract's default, None)."""
+
+    def clone(self):
+        return None
+
+
+def test_request_pool_follows_the_runner_contract():
+    """Clones where the runner can be re-made; one shared runner only where it is thread-safe;
+    otherwise a clear refusal (the pool never guesses from a backend name)."""
+    from deploylab.bench import RequestPool
+
+    feeds = [{"x": np.full((1, 3), i, dtype=np.float32)} for i in range(6)]
+    shared = _SharedRunner(delay=0.001)
+    with pytest.raises(DeployLabError, match="cannot be shared by several threads and cannot be cloned"):
+        RequestPool(shared, 2)
+    with RequestPool(shared, 1) as pool:  # one request at a time needs no second runner
+        assert len(pool.run(feeds)) == 6
+    shared.thread_safe = True
+    with RequestPool(shared, 3) as pool:
+        outputs = pool.run(feeds)
+    assert [float(o["y"][0, 0]) for o in outputs] == [2.0 * i for i in range(6)]
+    assert len({thread for thread, _ in shared.calls[6:]}) > 1  # the one runner served several threads
+
+
+def test_clones_keep_the_settings(lenet_ts_dynamic, tmp_path):
+    from deploylab.backends.tensorrt import TensorRTRunner
+    from deploylab.backends.torch_eager import TorchEagerRunner
+
+    ort = OnnxRuntimeRunner(lenet_ts_dynamic.path, intra_op_threads=1)
+    twin = ort.clone()
+    assert twin is not ort and twin.model_path == ort.model_path and twin.intra_op_threads == 1
+    trt = TensorRTRunner(tmp_path / "m.plan", profile_index=1, device=0)
+    trt_twin = trt.clone()  # its own engine and context: one context serves one thread at a time
+    assert trt_twin is not trt and (trt_twin.engine_path, trt_twin.profile_index) == (trt.engine_path, 1)
+    assert not trt.thread_safe and TorchEagerRunner.thread_safe
+
+
+def test_runner_settings_speak_one_vocabulary(lenet_ts_dynamic, lenet_ir):
+    """Threads, precision and spinning read through the contract, not per-engine attribute names."""
+    from deploylab.backends.base import RunnerSettings, precision_name
+    from deploylab.backends.openvino import OpenVinoRunner
+    from deploylab.backends.torch_eager import TorchEagerRunner
+
+    assert OnnxRuntimeRunner(lenet_ts_dynamic.path, intra_op_threads=2, spinning=False).settings() == \
+        RunnerSettings(2, "fp32", False)
+    assert OpenVinoRunner(lenet_ir, threads=1, precision="fp32").settings() == RunnerSettings(1, "fp32", None)
+    assert TorchEagerRunner(SimpleNamespace(name="m"), threads=1).settings() == RunnerSettings(1)
+    assert FakeRunner().settings() == RunnerSettings()  # the engine's defaults, said so
+    assert [precision_name(v) for v in ("f32", "BF16", "f16", None, "int8")] == ["fp32", "bf16", "fp16", "fp32", "int8"]

@@ -132,6 +132,32 @@ def seeded_feed(
     return feed
 
 
+#: Engines' precision spellings -> deploylab's (OpenVINO reports f32/bf16/f16).
+PRECISION_NAMES = {"f32": "fp32", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
+                   "f16": "fp16", "fp16": "fp16", "float16": "fp16"}
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """How a runner runs, in one vocabulary for every engine.
+
+    ``threads``: the thread count asked for (None = the engine's default); ``precision``: of
+    its float layers (fp32, bf16, fp16); ``spinning``: whether idle worker threads spin
+    (ONNX Runtime's ``allow_spinning``; None where the engine does not say).
+    """
+
+    threads: int | None = None
+    precision: str = "fp32"
+    spinning: bool | None = None
+
+
+def precision_name(value) -> str:
+    """An engine's precision spelling in deploylab's vocabulary ("f32" -> "fp32"); None -> fp32."""
+    if not value:
+        return "fp32"
+    return PRECISION_NAMES.get(str(value).lower(), str(value).lower())
+
+
 class Runner(ABC):
     """Something that runs a model. Subclasses implement ``_activate``, ``_describe``, ``_infer``.
 
@@ -142,6 +168,10 @@ class Runner(ABC):
 
     #: Short backend name, e.g. "onnxruntime", "torch", "openvino".
     backend: str = "runner"
+    #: True when one runner may serve several threads at once (its engine call is re-entrant).
+    thread_safe: bool = False
+    #: True when the runner keeps many requests in flight itself (:meth:`infer_queued`).
+    queues_requests: bool = False
 
     def __init__(self, name: str | None = None):
         self.name = name or self.backend
@@ -204,6 +234,22 @@ class Runner(ABC):
 
     __call__ = infer
 
+    def settings(self) -> RunnerSettings:
+        """Threads, precision and spinning of this runner (the engine's defaults unless set)."""
+        return RunnerSettings()
+
+    # -- many requests
+    def clone(self) -> Runner | None:
+        """A new runner with the same settings on the same artifact (its own engine objects), or
+        None when this runner cannot be re-made; callers then share it only if :attr:`thread_safe`."""
+        return None
+
+    def infer_queued(self, feeds: list[Mapping[str, object]], in_flight: int) -> list[dict[str, np.ndarray]]:
+        """Run ``feeds`` with ``in_flight`` requests at a time, in the runner's own request queue
+        (only where :attr:`queues_requests`); outputs in the order of ``feeds``."""
+        raise DeployLabError(f"{self.name} has no request queue of its own; run the feeds through "
+                             "deploylab.bench.RequestPool, which uses one thread per clone")
+
     # -- for subclasses
     @abstractmethod
     def _activate(self) -> None: ...
@@ -232,3 +278,6 @@ class OnnxFileRunner(Runner):
     @abstractmethod
     def with_model(self, model_path: str | Path) -> OnnxFileRunner:
         """The same runner settings on another ONNX file."""
+
+    def clone(self) -> OnnxFileRunner:
+        return self.with_model(self.model_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploylab.backends.base import OnnxFileRunner, TensorSpec
+from deploylab.backends.base import OnnxFileRunner, RunnerSettings, TensorSpec
 from deploylab.errors import DeployLabError, require
 from deploylab.log import info
 from deploylab.onnx_tools import load_onnx
@@ -193,6 +193,9 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         self.fallbacks: list[str] = []
         # Validate the settings now: a bad option should fail where it is written.
         session_options(intra_op_threads, inter_op_threads, optimization)
+
+    def settings(self) -> RunnerSettings:
+        return RunnerSettings(int(self.intra_op_threads) if self.intra_op_threads else None, "fp32", self.spinning)
 
     def with_model(self, model_path: str | Path) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(model_path, self.requested_providers, self.intra_op_threads,

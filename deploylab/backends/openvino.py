@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploylab.backends.base import OnnxFileRunner, TensorSpec
+from deploylab.backends.base import OnnxFileRunner, RunnerSettings, TensorSpec, precision_name
 from deploylab.errors import DeployLabError, require
 from deploylab.log import info
 
@@ -191,6 +191,7 @@ class OpenVinoRunner(OnnxFileRunner):
     """
 
     backend = "openvino"
+    queues_requests = True  # an AsyncInferQueue: infer_queued
 
     def __init__(self, model_path: str | Path, device: str = "CPU", precision: str | None = "fp32",
                  hint: str = "latency", threads: int | None = None, name: str | None = None,
@@ -211,6 +212,10 @@ class OpenVinoRunner(OnnxFileRunner):
         self.request = None
         self._queues: dict[int, object] = {}
         self._inference_precision: str | None = None
+
+    def settings(self) -> RunnerSettings:
+        """The resolved inference precision (compiles the model when it is not yet compiled)."""
+        return RunnerSettings(int(self.threads) if self.threads else None, precision_name(self.inference_precision))
 
     def with_model(self, model_path: str | Path) -> OpenVinoRunner:
         return OpenVinoRunner(model_path, self.device, self.precision, self.hint, self.threads,
@@ -290,6 +295,9 @@ class OpenVinoRunner(OnnxFileRunner):
     def _infer(self, feed):
         result = self.request.infer(feed)
         return {port.get_any_name(): np.array(value, copy=True) for port, value in result.items()}
+
+    def infer_queued(self, feeds: list[Mapping[str, object]], in_flight: int) -> list[dict[str, np.ndarray]]:
+        return self.infer_async_queue(feeds, jobs=in_flight)
 
     def infer_async_queue(self, feeds: list[Mapping[str, object]], jobs: int = 0) -> list[dict[str, np.ndarray]]:
         """Run many feeds through an ``AsyncInferQueue`` of ``jobs`` requests (0 = device's optimal).

@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import torch
 
-from deploylab.backends.base import Runner, TensorSpec
+from deploylab.backends.base import Runner, RunnerSettings, TensorSpec
 
 
 class TorchEagerRunner(Runner):
@@ -20,6 +20,7 @@ class TorchEagerRunner(Runner):
     """
 
     backend = "torch"
+    thread_safe = True  # a module in eval mode under no_grad may be called from several threads
     # torch's thread count is process-wide: runners that change it take turns.
     _threads_lock = threading.Lock()
 
@@ -27,6 +28,9 @@ class TorchEagerRunner(Runner):
         super().__init__(name or f"torch:{bundle.name}")
         self.bundle = bundle
         self.threads = threads
+
+    def settings(self) -> RunnerSettings:
+        return RunnerSettings(int(self.threads) if self.threads else None)
 
     def _activate(self) -> None:
         self.bundle.model.eval()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploylab.backends.base import Runner, TensorSpec, check_feed
+from deploylab.backends.base import Runner, RunnerSettings, TensorSpec, check_feed
 from deploylab.backends.profiles import shape_text
 from deploylab.backends.tensorrt.record import check_plan_compatibility, gpu_info
 from deploylab.backends.tensorrt.version import TensorRTVersion, require_tensorrt
@@ -309,6 +309,14 @@ class TensorRTRunner(Runner):
     def with_engine(self, engine_path: str | Path) -> TensorRTRunner:
         """The same runner settings on another plan."""
         return TensorRTRunner(engine_path, self.profile_index, self.device, self.allow_host_code)
+
+    def settings(self) -> RunnerSettings:
+        """The precision the plan was built for, from its record (fp32 when it has none)."""
+        return RunnerSettings(precision=str((self.record or {}).get("precision", "fp32")))
+
+    def clone(self) -> TensorRTRunner:
+        """A runner with its own engine and execution context: a context serves one thread at a time."""
+        return self.with_engine(self.engine_path)
 
     def _activate(self) -> None:
         loaded = load_plan(self.engine_path, self.device, self.allow_host_code)
