@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from torch import nn
 from deploylab.compare import ArrayComparison, ComparisonVerdicts, compare_arrays
 from deploylab.errors import DeployLabError
 from deploylab.onnx_tools import OnnxSummary, summarize_onnx
+from deploylab.paths import replace_when_done
 
 EXPORTERS = ("dynamo", "torchscript")
 DYNAMO_MIN_OPSET = 18
@@ -214,12 +214,8 @@ def _finish_file(path: Path, dynamic_batch: bool, metadata: dict[str, str]) -> N
         changed = True
     if changed:
         # write beside the file, then rename: a failed save never leaves a half-written export
-        partial = path.with_name(f".{path.name}.partial")
-        try:
+        with replace_when_done(path) as partial:
             onnx.save(model, str(partial))
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
 
 
 def _name_batch_dim(model) -> bool:

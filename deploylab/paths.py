@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -10,6 +11,27 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # point elsewhere with DEPLOYLAB_DATA.
 DATA_DIR = Path(os.environ.get("DEPLOYLAB_DATA", PACKAGE_DIR.parent / "data"))
 REPO_DIR = PACKAGE_DIR.parent
+
+
+@contextlib.contextmanager
+def replace_when_done(path: str | Path, suffix: str = ""):
+    """Yield a temporary path beside ``path`` (``.<name>.partial<suffix>``) and rename it onto
+    ``path`` only when the block completes: a reader never sees half a file, and a failed or
+    interrupted write leaves what was there before. ``suffix`` keeps an extension a writer needs."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial{suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_atomically(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`replace_when_done`."""
+    with replace_when_done(path) as partial:
+        partial.write_bytes(data)
 
 
 def output_dir(*parts: str) -> Path:

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploylab.backends.tensorrt.settings import TENSORRT_INT8_COMMAND
 from deploylab.errors import DeployLabError
 from deploylab.paths import DATA_DIR
 
@@ -1119,7 +1120,7 @@ def check_support(onnx_path: str | Path, backends: Sequence[str] = MEASURED_BACK
     return SupportReport(str(onnx_path), list(backends), ops, loads, matrix.versions)
 
 
-TENSORRT_RECIPE_HINT = "quantize with the TensorRT recipe (deploylab quantize --mode int8 --for tensorrt)"
+TENSORRT_RECIPE_HINT = f"quantize with the TensorRT recipe ({TENSORRT_INT8_COMMAND})"
 
 
 def _check_tensorrt_qdq(onnx_path: str | Path, ops: list[OpSupport]) -> None:

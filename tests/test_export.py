@@ -251,3 +251,21 @@ def test_metadata_rewrite_is_atomic(lenet_bundle, tmp_path, monkeypatch):
     monkeypatch.setattr(onnx, "save", real_save)
     onnx.checker.check_model(onnx.load(str(out)))  # the exporter's file, not a torn one
     assert [p.name for p in tmp_path.iterdir()] == ["lenet.onnx"]
+
+
+def test_replace_when_done_keeps_the_old_file_on_failure(tmp_path):
+    """The one temporary-file-and-rename helper every writer uses (export metadata, TensorRT plans,
+    records, timing and calibration caches, the TensorRT int8 recipe)."""
+    from deploylab.paths import replace_when_done, write_atomically
+
+    target = tmp_path / "out" / "model.plan"
+    write_atomically(target, b"good")
+    with pytest.raises(OSError, match="disk full"):
+        with replace_when_done(target) as partial:
+            partial.write_bytes(b"ha")
+            raise OSError(28, "disk full")
+    assert target.read_bytes() == b"good" and sorted(p.name for p in target.parent.iterdir()) == ["model.plan"]
+    with replace_when_done(target, suffix=".onnx") as partial:
+        assert partial.name == ".model.plan.partial.onnx"
+        partial.write_bytes(b"new")
+    assert target.read_bytes() == b"new"

@@ -45,6 +45,7 @@ import numpy as np
 
 from deploylab.errors import DeployLabError
 from deploylab.log import info
+from deploylab.paths import replace_when_done
 from deploylab.quantize._common import (
     QuantizationReport,
     check_onnx_valid,
@@ -503,17 +504,14 @@ def quantize_int8_for_tensorrt(
     onnx_out = Path(onnx_out)
     if onnx_out.suffix != ".onnx":
         raise DeployLabError(f"output {str(onnx_out)!r} must end in .onnx")
-    staged = onnx_out.with_name(f".{onnx_out.stem}.unchecked.onnx")  # same folder: the rename is atomic
-    try:
+    # Same folder, so the rename is atomic; the checked model replaces onnx_out, a failed check writes nothing.
+    with replace_when_done(onnx_out, suffix=".onnx") as staged:
         report = quantize_int8_onnxruntime(onnx_in, staged, calibration, method=method, **options)
         problems = tensorrt_qdq_problems(staged)
         if problems:
             raise DeployLabError(f"the TensorRT recipe gave a model TensorRT's ONNX parser would not take: "
                                  f"{summarize_tensorrt_problems(problems)}")
         fmt = qdq_format(staged)
-        staged.replace(onnx_out)
-    finally:
-        staged.unlink(missing_ok=True)
     return dataclasses.replace(
         report,
         output=str(onnx_out),

@@ -49,15 +49,15 @@ from deploylab.backends.tensorrt.calibration import (
 )
 from deploylab.backends.tensorrt.record import (
     SIDECAR_FORMAT, _cc_tuple, check_plan_compatibility, gpu_info, read_sidecar, runtimes_for_plan, sidecar_path,
-    write_atomically, write_sidecar,
+    write_sidecar,
 )
 from deploylab.backends.tensorrt.runtime import (
     OPTIONAL_RUNTIME_API_CALLS, RUNTIME_API_CALLS, RUNTIME_ENUMS, TRT_TO_NUMPY, TRT_TO_TORCH, LoadedPlan,
     TensorRTRunner, _EngineSession, check_profile_bounds, load_plan, numpy_dtype, torch_dtype,
 )
 from deploylab.backends.tensorrt.settings import (
-    HARDWARE_LEVELS, PRECISIONS, BuildSettings, ModelFacts, check_hardware_level, check_model_precision,
-    model_precision, precision_plan, read_model_facts,
+    HARDWARE_LEVELS, PRECISIONS, TENSORRT_INT8_COMMAND, BuildSettings, ModelFacts, check_hardware_level,
+    check_model_precision, model_precision, precision_plan, read_model_facts,
 )
 from deploylab.backends.tensorrt.trtexec import format_command, trtexec_command
 from deploylab.backends.tensorrt.version import (
@@ -68,12 +68,12 @@ from deploylab.backends.tensorrt.version import (
 __all__ = [
     "BuildReport", "BuildSettings", "CalibrationCache", "HARDWARE_LEVELS", "INSTALL_HINT", "LoadedPlan",
     "ModelFacts", "OPTIONAL_RUNTIME_API_CALLS", "PRECISIONS", "RUNTIME_API_CALLS", "RUNTIME_ENUMS", "RUNTIME_KINDS",
-    "SIDECAR_FORMAT", "TRT_TO_NUMPY", "TRT_TO_TORCH", "TensorRTInstall", "TensorRTRunner", "TensorRTVersion",
+    "SIDECAR_FORMAT", "TENSORRT_INT8_COMMAND", "TRT_TO_NUMPY", "TRT_TO_TORCH", "TensorRTInstall", "TensorRTRunner", "TensorRTVersion",
     "add_profiles", "build_engine_plan", "calibration_header", "check_hardware_level", "check_model_precision",
     "check_plan_compatibility", "check_profile_bounds", "configure", "detect_install", "detect_runtimes",
     "detect_tensorrt", "format_command", "gpu_info", "installed_calibration_version", "load_plan",
     "make_entropy_calibrator", "model_precision", "numpy_dtype", "parse_onnx", "precision_plan",
     "read_calibration_cache", "read_model_facts", "read_sidecar", "require_tensorrt", "runtimes_for_plan",
-    "scales_from_ranges", "sidecar_path", "torch_dtype", "trtexec_command", "write_atomically",
+    "scales_from_ranges", "sidecar_path", "torch_dtype", "trtexec_command",
     "write_calibration_cache", "write_sidecar",
 ]

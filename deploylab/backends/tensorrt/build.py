@@ -21,13 +21,14 @@ from deploylab.backends.profiles import ShapeProfile, validate_profile
 from deploylab.backends.tensorrt.calibration import (
     calibration_header, make_entropy_calibrator, read_calibration_cache,
 )
-from deploylab.backends.tensorrt.record import gpu_info, sidecar_path, write_atomically, write_sidecar
+from deploylab.backends.tensorrt.record import gpu_info, sidecar_path, write_sidecar
 from deploylab.backends.tensorrt.settings import (
     BuildSettings, ModelFacts, check_hardware_level, check_model_precision, precision_plan, read_model_facts,
 )
 from deploylab.backends.tensorrt.version import TensorRTVersion, require_tensorrt
 from deploylab.errors import DeployLabError
 from deploylab.log import info
+from deploylab.paths import write_atomically
 
 @dataclass
 class BuildReport:

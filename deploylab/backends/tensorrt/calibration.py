@@ -22,6 +22,7 @@ from deploylab.backends.tensorrt.settings import _ROUTE_11
 from deploylab.backends.tensorrt.version import TensorRTVersion, detect_install, require_tensorrt
 from deploylab.errors import DeployLabError
 from deploylab.log import announce
+from deploylab.paths import write_atomically
 
 _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 
@@ -130,8 +131,7 @@ def write_calibration_cache(
             raise DeployLabError(f"scale {scale!r} of tensor {name!r} must be a positive finite float32")
         lines.append(f"{name}: {_float_to_hex(scale)}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_atomically(path, ("\n".join(lines) + "\n").encode("utf-8"))
     return path
 
 
@@ -239,7 +239,6 @@ def make_entropy_calibrator(batches: Iterable[Mapping[str, np.ndarray]], cache_p
             return None
 
         def write_calibration_cache(self, cache):
-            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-            self.cache_path.write_bytes(memoryview(cache).tobytes())
+            write_atomically(self.cache_path, memoryview(cache).tobytes())
 
     return EntropyCalibrator()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,6 +19,7 @@ from deploylab.backends.tensorrt.settings import BuildSettings, ModelFacts, _sha
 from deploylab.backends.tensorrt.version import RUNTIME_KINDS, TensorRTVersion
 from deploylab.errors import DeployLabError
 from deploylab.log import announce, info
+from deploylab.paths import write_atomically
 
 SIDECAR_FORMAT = "deploylab-tensorrt-plan/1"
 
@@ -82,18 +82,6 @@ def sidecar_path(engine_path: str | Path) -> Path:
     """Where the build record of ``engine_path`` lives: ``<engine>.json`` next to it."""
     engine_path = Path(engine_path)
     return engine_path.with_name(engine_path.name + ".json")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: a reader never sees half a file,
-    and a failed write leaves what was there before."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def write_sidecar(settings: BuildSettings, version: TensorRTVersion, gpu: dict | None, profiles=None,

@@ -83,6 +83,9 @@ class BuildSettings:
         self.profiles = list(self.profiles)
 
 
+#: The command that makes the int8 model TensorRT's ONNX parser takes (signed, symmetric Q/DQ).
+TENSORRT_INT8_COMMAND = "deploylab quantize MODEL --mode int8 --for tensorrt"
+
 _ROUTE_11 = {
     "fp16": "convert the model to fp16 first with ModelOpt AutoCast (python -m modelopt.onnx.autocast "
             "--onnx_path model.onnx --output_path model_fp16.onnx) or deploylab's fp16 conversion, and build that",
@@ -257,5 +260,5 @@ def check_model_precision(settings: BuildSettings, facts: ModelFacts | None = No
         raise DeployLabError(
             f"{name} has Q/DQ nodes TensorRT's ONNX parser refuses (it takes signed int8 with zero points of 0): "
             f"{summarize_tensorrt_problems(facts.qdq_problems)}. Quantize it with the TensorRT recipe "
-            "(deploylab quantize MODEL --mode int8 --for tensorrt)"
+            f"({TENSORRT_INT8_COMMAND})"
         )

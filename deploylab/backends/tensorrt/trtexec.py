@@ -12,7 +12,8 @@ from pathlib import Path
 
 from deploylab.backends.profiles import ShapeProfile, shape_text
 from deploylab.backends.tensorrt.settings import (
-    HARDWARE_LEVELS, BuildSettings, ModelFacts, check_hardware_level, precision_plan, read_model_facts,
+    HARDWARE_LEVELS, TENSORRT_INT8_COMMAND, BuildSettings, ModelFacts, check_hardware_level, precision_plan,
+    read_model_facts,
 )
 from deploylab.backends.tensorrt.trtexec_options import check_trtexec_flags
 from deploylab.backends.tensorrt.version import TensorRTVersion
@@ -54,7 +55,7 @@ def trtexec_command(settings: BuildSettings, version: str | TensorRTVersion,
                 "an int8 trtexec build of a model without Q/DQ nodes needs a calibration cache (--calib=FILE): "
                 "without one trtexec uses placeholder dynamic ranges, fine for timing but not for accuracy; write "
                 "one with build_engine_plan (calibration batches) or write_calibration_cache, or quantize the "
-                "model into Q/DQ nodes (deploylab quantize MODEL --mode int8 --for tensorrt)"
+                f"model into Q/DQ nodes ({TENSORRT_INT8_COMMAND})"
             )
         command.append(f"--calib={settings.calibration_cache}")
     if plan["strongly_typed"] and version.weakly_typed_builds:
