@@ -168,6 +168,9 @@ def test_trtexec_11x_refuses_precision_flags_and_explains_the_route(precision):
     assert f"removed the --{precision} builder flag" in text and "strongly typed" in text
     assert "strongly_typed=True" in text
     assert ("Q/DQ" in text) if precision == "int8" else ("AutoCast" in text)
+    if precision == "int8":  # the route is the recipe TensorRT's parser takes, not ORT's uint8 defaults
+        assert trtb.TENSORRT_INT8_COMMAND in text and "symmetric signed int8" in text
+        assert "quantize_static" not in text
 
 
 def test_trtexec_11x_commands():

@@ -90,8 +90,9 @@ _ROUTE_11 = {
     "fp16": "convert the model to fp16 first with ModelOpt AutoCast (python -m modelopt.onnx.autocast "
             "--onnx_path model.onnx --output_path model_fp16.onnx) or deploylab's fp16 conversion, and build that",
     "bf16": "convert the model to bf16 first with ModelOpt AutoCast (low_precision_type='bf16') and build that",
-    "int8": "quantize the model into explicit QuantizeLinear/DequantizeLinear (Q/DQ) nodes first (ModelOpt, "
-            "or ONNX Runtime's quantize_static with QuantFormat.QDQ) and build that",
+    # ORT's quantize_static defaults (uint8, asymmetric) give Q/DQ nodes TensorRT's parser refuses.
+    "int8": "quantize the model into explicit, symmetric signed int8 QuantizeLinear/DequantizeLinear (Q/DQ) nodes "
+            f"first ({TENSORRT_INT8_COMMAND}, or ModelOpt) and build that",
 }
 
 
