@@ -29,3 +29,13 @@ def require(module: str, extra: str, purpose: str):
             f"{purpose} needs the Python module {module!r}, which is not importable "
             f"({exc}); install it with: pip install {extra}"
         ) from exc
+
+
+class EngineError(DeployLabError):
+    """An engine refused a model or an input. The message is for people (one line, the fix);
+    ``engine_text`` keeps everything the engine said, for tools that read it (e.g. the support
+    matrix telling "not implemented" from "bad model")."""
+
+    def __init__(self, message: str, engine_text: str = ""):
+        super().__init__(message)
+        self.engine_text = engine_text

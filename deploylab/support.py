@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.backends.tensorrt.settings import TENSORRT_INT8_COMMAND
+from deploylab.text import engine_error_summary  # noqa: F401 (re-exported)
 from deploylab.errors import DeployLabError
 from deploylab.paths import DATA_DIR
 
@@ -345,48 +346,8 @@ def _outputs_match(expected: list, got: list, values: bool = True) -> str | None
     return None
 
 
-_BOILERPLATE = (
-    re.compile(r"^Exception from src/\S+:\d+:?$"),
-    re.compile(r"^Check '.*' failed at \S+:\d+:?$"),
-    re.compile(r"^FrontEnd API failed with \w+:?$"),
-    re.compile(r"^Model wasn't fully converted"),
-    re.compile(r"^Summary:$"),
-    re.compile(r"^To facilitate the conversion"),
-    re.compile(r"^While validating "),
-    re.compile(r"^Shape inference input shapes"),
-)
-
-
-def engine_error_summary(text: str, limit: int = _DETAIL_CHARS) -> str:
-    """The informative part of an engine's error text, on one line.
-
-    ONNX Runtime prefixes ``[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED :``; OpenVINO wraps
-    the reason in source locations, then lists ``-- Op-N with a message:`` blocks and a
-    ``Summary:`` whose ``-- ...`` lines name the operators it could not convert. The
-    result is ``"Op-N: reason"`` per failed operator, or the summary lines, or the first
-    line that is not boilerplate.
-    """
-    lines = [re.sub(r"^\[ONNXRuntimeError\] : \d+ : [A-Z_]+ : ", "", ln.strip())
-             for ln in str(text).splitlines() if ln.strip()]
-    useful = lambda block: [ln for ln in block if not any(p.search(ln) for p in _BOILERPLATE)]  # noqa: E731
-    marks = [i for i, ln in enumerate(lines) if ln.startswith("-- ") or ln == "Summary:"]
-    detailed = []
-    for position, i in enumerate(marks):
-        if lines[i].endswith("with a message:"):
-            end = marks[position + 1] if position + 1 < len(marks) else len(lines)
-            reason = useful(lines[i + 1:end])
-            detailed.append(f"{lines[i][3:-len(' with a message:')]}: {reason[-1] if reason else 'failed'}")
-    if detailed:
-        return "; ".join(detailed)[:limit]
-    summary = [ln[3:] for ln in lines if ln.startswith("-- ")]
-    if summary:
-        return "; ".join(summary)[:limit]
-    rest = useful(lines)
-    return (rest[0] if rest else (lines[0] if lines else ""))[:limit]
-
-
 def _first_line(exc: BaseException) -> str:
-    return engine_error_summary(str(exc)) or type(exc).__name__
+    return engine_error_summary(str(exc), limit=_DETAIL_CHARS) or type(exc).__name__
 
 
 class _OrtCaseRunner:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploylab.dtypes import PRECISION_NAMES, precision_name  # noqa: F401 (part of the runner vocabulary)
 from deploylab.errors import DeployLabError
 
 Dim = int | str | None  # a fixed size, a symbolic name, or unknown
@@ -132,11 +133,6 @@ def seeded_feed(
     return feed
 
 
-#: Engines' precision spellings -> deploylab's (OpenVINO reports f32/bf16/f16).
-PRECISION_NAMES = {"f32": "fp32", "fp32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
-                   "f16": "fp16", "fp16": "fp16", "float16": "fp16"}
-
-
 @dataclass(frozen=True)
 class RunnerSettings:
     """How a runner runs, in one vocabulary for every engine.
@@ -149,13 +145,6 @@ class RunnerSettings:
     threads: int | None = None
     precision: str = "fp32"
     spinning: bool | None = None
-
-
-def precision_name(value) -> str:
-    """An engine's precision spelling in deploylab's vocabulary ("f32" -> "fp32"); None -> fp32."""
-    if not value:
-        return "fp32"
-    return PRECISION_NAMES.get(str(value).lower(), str(value).lower())
 
 
 class Runner(ABC):

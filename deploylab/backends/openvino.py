@@ -245,7 +245,7 @@ class OpenVinoRunner(OnnxFileRunner):
             model = core.read_model(str(path))
             self.compiled = core.compile_model(model, self.device, self.config())
         except RuntimeError as exc:
-            from deploylab.support import engine_error_summary
+            from deploylab.text import engine_error_summary
 
             raise DeployLabError(
                 f"OpenVINO cannot compile {str(path)!r} for {self.device}: {engine_error_summary(str(exc))[:300]}"

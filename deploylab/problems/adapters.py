@@ -87,7 +87,7 @@ def run_in_backend(path: Path, backend: str, h: np.ndarray) -> np.ndarray:
 def attempt(backend: str, adapt_for: str | None, exporter: str = "dynamo",
             workdir: str | Path | None = None) -> Attempt:
     """Export (with the adapter of ``adapt_for``) and run in ``backend`` at two batch sizes."""
-    from deploylab.support import engine_error_summary
+    from deploylab.text import engine_error_summary
 
     module = NormalizeHomography()
     route = f"{exporter}, adapters for {adapt_for or 'none'} -> {backend}"

@@ -1,0 +1,41 @@
+"""The ``deploylab`` command line: thin wrappers over the package's functions.
+
+Each command's arguments sit next to its handler, one module per group of commands
+(``register(sub)`` adds them). Bad input ends with one line on stderr and exit status 2,
+never a traceback; a check that runs but fails (e.g. parity outside tolerance) exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from deploylab.cli import bench, build, export, machine, quantize, run, support
+from deploylab.cli._base import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, Parser
+from deploylab.errors import DeployLabError
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_OK", "build_parser", "main"]
+
+# In the order `deploylab --help` lists them.
+_COMMAND_GROUPS = (export, run, build, bench, quantize, machine, support)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="deploylab", description="Deploy PyTorch models: export, inspect, run, compare.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for group in _COMMAND_GROUPS:
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DeployLabError as exc:
+        print(f"deploylab {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("deploylab: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,5 @@
+import sys
+
+from deploylab.cli import main
+
+sys.exit(main())

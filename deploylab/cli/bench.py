@@ -1,0 +1,85 @@
+"""deploylab bench: arguments and handlers."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from deploylab.cli._base import EXIT_OK
+from deploylab.errors import DeployLabError
+
+
+def _cmd_bench(args) -> int:
+    from deploylab.backends.registry import backend_for_artifact, make_runner, parse_backends
+    from deploylab.batching import check_batch_bounds
+    from deploylab.bench import parse_sizes, sweep
+
+    backends = parse_backends(args.backends or backend_for_artifact(args.model))
+    batches = parse_sizes(args.batch, "--batch")
+    levels = parse_sizes(args.concurrency, "--concurrency") if args.concurrency else ()
+    for value, flag in ((args.threads, "--threads"), (args.repeats, "--repeats")):
+        if value is not None and value < 1:
+            raise DeployLabError(f"{flag} must be at least 1, got {value}")
+    if args.seconds is not None and not args.seconds > 0:
+        raise DeployLabError(f"--seconds must be a positive number, got {args.seconds}")
+    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise DeployLabError(f"--plot {str(args.plot)!r} must end in .png, .svg or .pdf")
+    if not args.model.is_file():
+        raise DeployLabError(f"model file {str(args.model)!r} does not exist")
+    # Equal, explicit threads for every engine: a comparison on engines' defaults is not like for like.
+    threads = args.threads if args.threads is not None else (os.cpu_count() or 1)
+    runners = {}
+    for backend in backends:
+        options = {}
+        if backend == "onnxruntime":
+            options["intra_op_threads"] = threads
+        elif backend == "openvino":
+            options["threads"] = threads
+        runners[backend] = make_runner(backend, args.model, **options).activate()
+    # Refuse up front when nothing can run: every (backend, batch) pair is out of bounds.
+    refusals, runnable = {}, 0
+    for backend, runner in runners.items():
+        for size in batches:
+            try:
+                check_batch_bounds(runner, size)
+                runnable += 1
+            except DeployLabError as exc:
+                refusals.setdefault(backend, str(exc))  # the first reason per backend is enough
+    if not runnable:
+        raise DeployLabError(f"no backend accepts batch size(s) {args.batch}: " + " | ".join(refusals.values()))
+    results = sweep(runners, batches, repeats=args.repeats, seconds=args.seconds, concurrency=levels,
+                    progress=sys.stderr.isatty())
+    print(results.table())
+    for name in results.runner_names:
+        if len(results.for_runner(name)) > 1:
+            print(results.batching_conclusion(name))
+    if args.out is not None:
+        json_path = results.to_json(args.out)
+        csv_path = results.to_csv(Path(args.out).with_suffix(".csv"))
+        print(f"results written to {json_path} and {csv_path}")
+    if args.plot is not None:
+        from deploylab.plots import plot_sweep
+
+        plot_sweep(results, args.plot)
+        print(f"plot written to {args.plot}")
+    return EXIT_OK
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="latency and throughput over batch sizes, per backend")
+    p.add_argument("model", type=Path, help="ONNX file, OpenVINO .xml or TensorRT .plan")
+    p.add_argument("--backends", default=None, help="comma-separated backends, e.g. onnxruntime,openvino "
+                   "(default: from the file type)")
+    p.add_argument("--batch", default="1,2,4,8,16,32", help="batch sizes, e.g. 1,8,32 (default: 1,2,4,8,16,32)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads per runner, the same for every engine (ONNX Runtime intra-op, OpenVINO "
+                   "inference threads; default: all logical CPUs)")
+    p.add_argument("--seconds", type=float, default=None, help="time budget per point (at least 3 calls; p90 is shown from 20)")
+    p.add_argument("--repeats", type=int, default=None, help="timed calls per point (default 20)")
+    p.add_argument("--concurrency", default=None, metavar="N[,N...]",
+                   help="also measure throughput with this many requests in flight, e.g. 2,4")
+    p.add_argument("--out", type=Path, default=None, metavar="JSON",
+                   help="results JSON to write; a CSV with the same stem goes beside it")
+    p.add_argument("--plot", type=Path, default=None, metavar="PNG", help="plot latency/throughput vs batch")
+    p.set_defaults(func=_cmd_bench)
