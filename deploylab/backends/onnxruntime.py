@@ -19,9 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.backends.base import OnnxFileRunner, RunnerSettings, TensorSpec
-from deploylab.errors import DeployLabError, require
+from deploylab.backends.spec import BackendSpec
+from deploylab.dtypes import ELEMENT_TYPES, numpy_dtype, spelling_of
+from deploylab.errors import DeployLabError, EngineError, require
 from deploylab.log import info
 from deploylab.onnx_tools import load_onnx
+from deploylab.text import first_line
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -31,50 +34,91 @@ PROVIDER_ALIASES = {
     "dml": "DmlExecutionProvider",
     "coreml": "CoreMLExecutionProvider",
 }
-OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "layout", "all")
-_ORT_TYPES = {
-    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
-    "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_, "tensor(int16)": np.int16,
+#: Where each provider's kernels read their tensors: IO binding binds device buffers of that
+#: memory type. The TensorRT provider runs on CUDA memory like the CUDA provider.
+DEVICE_MEMORY = {
+    "CPUExecutionProvider": "cpu",
+    "CUDAExecutionProvider": "cuda",
+    "TensorrtExecutionProvider": "cuda",
 }
-_TORCH_TO_NUMPY = {"torch.float32": np.float32, "torch.float16": np.float16, "torch.int64": np.int64,
-                   "torch.int32": np.int32, "torch.uint8": np.uint8, "torch.int8": np.int8,
-                   "torch.bool": np.bool_}
-
-
+OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "layout", "all")
 def _ort():
     return require("onnxruntime", "onnxruntime", "running ONNX models")
 
 
-def resolve_providers(requested: list[str] | None) -> tuple[list[str], list[str]]:
+ProviderSpec = str | tuple[str, Mapping[str, object]]
+
+
+def _provider_name(item) -> tuple[str, dict | None]:
+    """A provider entry as (full name, options or None); names may be aliases."""
+    options = None
+    if isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[1], Mapping):
+        item, options = item[0], {str(k): v for k, v in item[1].items()}
+    name = PROVIDER_ALIASES.get(item.lower(), item) if isinstance(item, str) else item
+    if not (isinstance(name, str) and name.endswith("ExecutionProvider")):
+        raise DeployLabError(
+            f"unknown ONNX Runtime provider {item!r}; use a provider name such as CPUExecutionProvider, "
+            f"an alias ({', '.join(PROVIDER_ALIASES)}) or a (name, options) pair as ONNX Runtime takes it, "
+            "e.g. ('tensorrt', {'trt_engine_cache_path': 'cache'})"
+        )
+    return name, options
+
+
+def parse_providers(text: str) -> list[ProviderSpec]:
+    """``cuda:device_id=0,cpu`` -> ``[("CUDAExecutionProvider", {"device_id": "0"}), "CPUExecutionProvider"]``.
+
+    The command line's spelling: providers by comma, each optionally followed by ``:key=value``
+    options joined by ``;`` (values stay text: ONNX Runtime parses provider options from strings).
+    """
+    specs: list[ProviderSpec] = []
+    for part in (p.strip() for p in str(text).split(",")):
+        if not part:
+            raise DeployLabError(f"--providers {text!r} has an empty entry; write e.g. cuda,cpu")
+        name, _, rest = part.partition(":")
+        if not rest:
+            specs.append(_provider_name(name)[0])
+            continue
+        options = {}
+        for pair in rest.split(";"):
+            key, eq, value = pair.partition("=")
+            if not eq or not key.strip():
+                raise DeployLabError(f"provider option {pair!r} in {part!r} must be key=value, "
+                                     "e.g. tensorrt:trt_engine_cache_path=cache;trt_fp16_enable=1")
+            options[key.strip()] = value.strip()
+        specs.append((_provider_name(name)[0], options))
+    return specs
+
+
+def resolve_providers(requested: list[ProviderSpec] | None) -> tuple[list[ProviderSpec], list[str]]:
     """Map aliases to provider names, drop those this build lacks, always end with CPU.
 
-    Returns (providers to use, one note per dropped provider).
+    Entries are names or ``(name, options)`` pairs, as ``InferenceSession(providers=...)``
+    takes them; options pass through unchanged. Returns (providers to use, one note per
+    dropped provider).
     """
     ort = _ort()
     available = ort.get_available_providers()
-    names = []
-    for item in requested or ["CPUExecutionProvider"]:
-        name = PROVIDER_ALIASES.get(item.lower(), item) if isinstance(item, str) else item
-        if not (isinstance(name, str) and name.endswith("ExecutionProvider")):
-            raise DeployLabError(
-                f"unknown ONNX Runtime provider {item!r}; use a provider name such as "
-                f"CPUExecutionProvider or an alias: {', '.join(PROVIDER_ALIASES)}"
-            )
-        names.append(name)
+    entries = [_provider_name(item) for item in (requested or ["CPUExecutionProvider"])]
+    names = [name for name, _ in entries]
     notes = []
-    usable = [n for n in names if n in available]
+    usable = [(n, o) for n, o in entries if n in available]
+    usable_names = [n for n, _ in usable]
     for n in names:
         if n not in available:
-            fallback = next((u for u in usable if names.index(u) > names.index(n)), "CPUExecutionProvider")
+            fallback = next((u for u in usable_names if names.index(u) > names.index(n)), "CPUExecutionProvider")
             notes.append(
                 f"{n} requested but this onnxruntime build does not have it (available: "
                 f"{', '.join(available)}); running on {fallback} instead"
                 + (" - install onnxruntime-gpu for CUDA" if n == "CUDAExecutionProvider" else "")
             )
-    if "CPUExecutionProvider" not in usable:
-        usable.append("CPUExecutionProvider")
-    return usable, notes
+    if "CPUExecutionProvider" not in usable_names:
+        usable.append(("CPUExecutionProvider", None))
+    return [n if o is None else (n, o) for n, o in usable], notes
+
+
+def provider_names(providers: list[ProviderSpec]) -> list[str]:
+    """The names of provider entries, options dropped."""
+    return [p if isinstance(p, str) else p[0] for p in providers]
 
 
 def session_options(
@@ -125,14 +169,34 @@ def session_options(
     return options
 
 
-def create_session(path: str | Path, providers: list[str] | None = None, threads: int | None = None):
-    """A plain ``InferenceSession`` on ``path`` (validated first), CPU unless told otherwise."""
+def new_session(model: str | Path | bytes, options=None, providers: list[ProviderSpec] | None = None,
+                what: str | None = None):
+    """The one place deploylab creates an ``onnxruntime.InferenceSession``.
+
+    ``model`` is a file (checked with :func:`deploylab.onnx_tools.load_onnx` first, so a
+    missing or corrupt file gets deploylab's message) or serialized bytes; ``providers`` are
+    resolved by :func:`resolve_providers` (default CPU) and each dropped one is logged. An
+    engine failure raises :class:`EngineError` whose ``engine_text`` is ORT's whole message.
+    """
     ort = _ort()
-    load_onnx(path, load_external_data=False)
+    if not isinstance(model, (bytes, bytearray)):
+        load_onnx(model, load_external_data=False)
     usable, notes = resolve_providers(providers)
     for note in notes:
         info(note)
-    return ort.InferenceSession(str(path), session_options(intra_op_threads=threads), providers=usable)
+    source = bytes(model) if isinstance(model, (bytes, bytearray)) else str(model)
+    try:
+        return ort.InferenceSession(source, options if options is not None else session_options(),
+                                    providers=usable)
+    except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
+        label = what or (f"{str(model)!r}" if isinstance(source, str) else "the model")
+        raise EngineError(f"ONNX Runtime cannot load {label}: {first_line(exc)}. Check the model with "
+                          "`deploylab inspect`, or re-export it", engine_text=str(exc)) from exc
+
+
+def create_session(path: str | Path, providers: list[ProviderSpec] | None = None, threads: int | None = None):
+    """A plain ``InferenceSession`` on ``path`` (validated first), CPU unless told otherwise."""
+    return new_session(path, session_options(intra_op_threads=threads), providers)
 
 
 def save_optimized_model(model_path: str | Path, output_path: str | Path, optimization: str = "extended") -> Path:
@@ -151,19 +215,18 @@ def save_optimized_model(model_path: str | Path, output_path: str | Path, optimi
             "width), so the file would only be valid on this machine and onnxruntime version; "
             "save at 'extended' and let each machine apply the layout level online"
         )
-    ort = _ort()
-    load_onnx(model_path, load_external_data=False)
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    options = session_options(optimization=optimization, optimized_model_path=output_path)
-    ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    new_session(model_path, session_options(optimization=optimization, optimized_model_path=output_path))
     return output_path
 
 
 class OnnxRuntimeRunner(OnnxFileRunner):
     """An ONNX file run by ONNX Runtime.
 
-    ``providers``: names or aliases (``cpu``, ``cuda``, ...) in order of preference;
+    ``providers``: names or aliases (``cpu``, ``cuda``, ...) in order of preference, or
+    ``(name, options)`` pairs as ONNX Runtime takes them (e.g. ``("tensorrt",
+    {"trt_engine_cache_path": "cache"})``, ``("openvino", {"device_type": "CPU"})``);
     ``intra_op_threads``/``inter_op_threads``: thread pools (None = ORT's default);
     ``optimization``: ``disabled``, ``basic``, ``extended``, ``layout`` or ``all`` (default).
     ``fallbacks`` lists, after activation, each requested provider that is not in use.
@@ -174,7 +237,7 @@ class OnnxRuntimeRunner(OnnxFileRunner):
     def __init__(
         self,
         model_path: str | Path,
-        providers: list[str] | None = None,
+        providers: list[ProviderSpec] | None = None,
         intra_op_threads: int | None = None,
         inter_op_threads: int | None = None,
         optimization: str = "all",
@@ -190,6 +253,7 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         self.inter_op_threads = inter_op_threads
         self.optimization = optimization
         self.session = None
+        self.model_bytes: bytes | None = None
         self.fallbacks: list[str] = []
         # Validate the settings now: a bad option should fail where it is written.
         session_options(intra_op_threads, inter_op_threads, optimization)
@@ -201,27 +265,36 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         return OnnxRuntimeRunner(model_path, self.requested_providers, self.intra_op_threads,
                                  self.inter_op_threads, self.optimization, spinning=self.spinning)
 
+    def clone(self) -> OnnxRuntimeRunner:
+        if self.model_bytes is None:
+            return self.with_model(self.model_path)
+        return OnnxRuntimeRunner.from_bytes(self.model_bytes, self.name, providers=self.requested_providers,
+                                            intra_op_threads=self.intra_op_threads,
+                                            inter_op_threads=self.inter_op_threads,
+                                            optimization=self.optimization, spinning=self.spinning)
+
     # -- lifecycle
+    @classmethod
+    def from_bytes(cls, model_bytes: bytes, name: str = "onnxruntime:<bytes>", **settings) -> OnnxRuntimeRunner:
+        """A runner on a serialized model held in memory (e.g. a generated test model); same
+        settings as the constructor. ``with_model`` still takes files."""
+        runner = cls("<bytes>", name=name, **settings)
+        runner.model_bytes = bytes(model_bytes)
+        return runner
+
     def _activate(self) -> None:
-        ort = _ort()
-        load_onnx(self.model_path, load_external_data=False)
-        usable, self.fallbacks = resolve_providers(self.requested_providers)
+        usable, self.fallbacks = resolve_providers(self.requested_providers)  # new_session logs these
         options = session_options(self.intra_op_threads, self.inter_op_threads, self.optimization,
                                   spinning=self.spinning, profile_prefix=self.profile_prefix)
-        try:
-            self.session = ort.InferenceSession(str(self.model_path), options, providers=usable)
-        except Exception as exc:  # ORT raises its own Fail/InvalidGraph/NotImplemented types
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise DeployLabError(
-                f"ONNX Runtime cannot load {str(self.model_path)!r}: {first}. Check the model with "
-                "`deploylab inspect`, or re-export it"
-            ) from exc
+        model = self.model_bytes if self.model_bytes is not None else self.model_path
+        self.session = new_session(model, options, self.requested_providers,
+                                   what=None if self.model_bytes is None else self.name)
         active = self.session.get_providers()
-        for name in usable:
+        for name in provider_names(usable):
             if name not in active:
-                self.fallbacks.append(f"{name} could not start on this machine; running on {active[0]} instead")
-        for note in self.fallbacks:
-            info(note)
+                note = f"{name} could not start on this machine; running on {active[0]} instead"
+                self.fallbacks.append(note)
+                info(note)
 
     def _deactivate(self) -> None:
         self.session = None
@@ -234,7 +307,7 @@ class OnnxRuntimeRunner(OnnxFileRunner):
 
     def _describe(self):
         def spec(meta):
-            dtype = _ORT_TYPES.get(meta.type)
+            dtype = numpy_dtype(meta.type, "ort")
             if dtype is None:
                 raise DeployLabError(f"tensor {meta.name!r} has type {meta.type}, which deploylab does not feed")
             shape = tuple(d if isinstance(d, (int, str)) else None for d in meta.shape)
@@ -278,28 +351,31 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         """
         import torch
 
-        if "CUDAExecutionProvider" not in self.providers:
+        device = DEVICE_MEMORY.get(self.providers[0])
+        if device != "cuda":
             raise DeployLabError(
-                "CUDA IO binding needs the CUDAExecutionProvider, but this session runs on "
+                "CUDA IO binding needs a provider that runs on CUDA memory "
+                f"({', '.join(p for p, d in DEVICE_MEMORY.items() if d == 'cuda')}), but this session runs on "
                 f"{', '.join(self.providers)}; install onnxruntime-gpu on a machine with an NVIDIA GPU "
-                "and create the runner with providers=['cuda', 'cpu']"
+                "and create the runner with providers=['cuda', 'cpu'] (or ['tensorrt', 'cuda', 'cpu'])"
             )
         for n, t in inputs.items():
             if not (isinstance(t, torch.Tensor) and t.is_cuda):
                 where = f"a {t.device} tensor" if isinstance(t, torch.Tensor) else f"a {type(t).__name__}"
                 raise DeployLabError(f"input {n!r} is {where}; CUDA IO binding takes torch CUDA tensors "
                                      "(x.to('cuda')); use infer() or run_with_iobinding() for host arrays")
-            if str(t.dtype) not in _TORCH_TO_NUMPY:
+            if numpy_dtype(str(t.dtype), "torch") is None:
+                bindable = [e.torch for e in ELEMENT_TYPES if e.torch and e.numpy is not None]
                 raise DeployLabError(f"input {n!r} has dtype {t.dtype}, which CUDA IO binding cannot bind; "
-                                     f"use one of {', '.join(_TORCH_TO_NUMPY)}")
-        self.check({n: np.empty(tuple(t.shape), _TORCH_TO_NUMPY[str(t.dtype)]) for n, t in inputs.items()})
+                                     f"use one of {', '.join(bindable)}")
+        self.check({n: np.empty(tuple(t.shape), numpy_dtype(str(t.dtype), "torch")) for n, t in inputs.items()})
         io = self.session.io_binding()
         keep_alive = []  # every bound buffer must outlive run_with_iobinding
         for name, tensor in inputs.items():
             tensor = tensor.contiguous()
             keep_alive.append(tensor)
-            io.bind_input(name=name, device_type="cuda", device_id=tensor.device.index or 0,
-                          element_type=_TORCH_TO_NUMPY[str(tensor.dtype)], shape=tuple(tensor.shape),
+            io.bind_input(name=name, device_type=device, device_id=tensor.device.index or 0,
+                          element_type=numpy_dtype(str(tensor.dtype), "torch"), shape=tuple(tensor.shape),
                           buffer_ptr=tensor.data_ptr())
         device_id = keep_alive[0].device.index or 0
         shapes = self._output_shapes({n: tuple(t.shape) for n, t in inputs.items()})
@@ -307,13 +383,13 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         for spec in self.outputs:
             shape = shapes[spec.name]
             if copy_to_cpu or shape is None:
-                io.bind_output(spec.name, "cuda", device_id)
+                io.bind_output(spec.name, device, device_id)
             else:
-                torch_dtype = {np.dtype(v): k for k, v in _TORCH_TO_NUMPY.items()}[np.dtype(spec.dtype)]
+                torch_dtype = spelling_of(spec.dtype, "torch")
                 out = torch.empty(shape, dtype=getattr(torch, torch_dtype.split(".")[1]),
                                   device=f"cuda:{device_id}")
                 keep_alive.append(out)
-                io.bind_output(name=spec.name, device_type="cuda", device_id=device_id,
+                io.bind_output(name=spec.name, device_type=device, device_id=device_id,
                                element_type=spec.dtype, shape=shape, buffer_ptr=out.data_ptr())
                 results[spec.name] = out
         # torch may still be writing the inputs on its stream; ORT runs on its own.
@@ -372,3 +448,23 @@ class CpuIoBinding:
             fetched = dict(zip(self.runner.output_names, self.io.copy_outputs_to_cpu()))
             return {n: (fetched[n] if b is None else b.copy()) for n, b in self.outputs.items()}
         return {n: b.copy() for n, b in self.outputs.items()}
+
+
+def _engine_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+SPEC = BackendSpec(
+    name="onnxruntime",
+    reads_onnx=True,
+    artifacts=(),
+    runner=OnnxRuntimeRunner,
+    available=_engine_available,
+    thread_option="intra_op_threads",
+    providers_option="providers",
+    conformance_runner=lambda model_bytes: OnnxRuntimeRunner.from_bytes(model_bytes, "onnxruntime",
+                                                                        intra_op_threads=1),
+    install="onnxruntime",
+)

@@ -19,18 +19,20 @@ layers, not of every layer (an int8 model reports f32 while its convolutions run
 
 from __future__ import annotations
 
-import hashlib
-import json
+import io
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from deploylab.backends.base import OnnxFileRunner, RunnerSettings, TensorSpec, precision_name
-from deploylab.errors import DeployLabError, require
+from deploylab.backends.build_record import RECORD_FORMATS, BuildReport, read_record, write_record
+from deploylab.backends.spec import BackendSpec
+from deploylab.errors import DeployLabError, EngineError, require
 from deploylab.log import info
+from deploylab.paths import sha256_file
+from deploylab.text import engine_error_summary
 
 PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "fp16": "f16", "f16": "f16"}
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
@@ -41,12 +43,7 @@ def _ov():
     return require("openvino", "openvino", "the OpenVINO backend")
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+file_sha256 = sha256_file  # the name this module has always exported
 
 
 def default_inference_precision(device: str = "CPU") -> dict:
@@ -61,20 +58,7 @@ def default_inference_precision(device: str = "CPU") -> dict:
 
 
 # ---------------------------------------------------------------- build phase
-@dataclass
-class IrBuildReport:
-    """What :func:`build_openvino_ir` did."""
-
-    xml_path: Path
-    reused: bool
-    seconds: float
-    input_shapes: dict[str, str]
-    sidecar: dict = field(default_factory=dict)
-
-    def format(self) -> str:
-        verb = "reused" if self.reused else "built"
-        shapes = ", ".join(f"{k}: {v}" for k, v in self.input_shapes.items())
-        return f"OpenVINO IR {verb} in {self.seconds:.2f} s: {self.xml_path} ({shapes})"
+IrBuildReport = BuildReport  # the name this module exported before one report served every backend
 
 
 def _bounded_shapes(model, profile: Mapping[str, tuple] | None):
@@ -116,7 +100,7 @@ def build_openvino_ir(
     xml_path: str | Path,
     profile: Mapping[str, tuple] | None = None,
     reuse: bool = True,
-) -> IrBuildReport:
+) -> BuildReport:
     """Convert ``onnx_path`` to an OpenVINO IR at ``xml_path`` (``.bin`` beside it).
 
     ``profile`` maps input names to ``(min_shape, opt_shape, max_shape)`` like a TensorRT
@@ -134,23 +118,24 @@ def build_openvino_ir(
     load_onnx(onnx_path, load_external_data=False)
     sidecar_path = xml_path.with_suffix(SIDECAR_SUFFIX)
     wanted = {
-        "onnx_sha256": file_sha256(onnx_path),
+        "onnx_sha256": sha256_file(onnx_path),
         "profile": {k: [list(map(int, s)) for s in v] for k, v in (profile or {}).items()},
     }
     start = time.perf_counter()
-    if reuse and xml_path.is_file() and xml_path.with_suffix(".bin").is_file() and sidecar_path.is_file():
+    if reuse and xml_path.is_file() and xml_path.with_suffix(".bin").is_file():
         try:
-            recorded = json.loads(sidecar_path.read_text())
-        except json.JSONDecodeError:
-            recorded = {}
+            recorded = read_record(sidecar_path, "openvino", "rebuild the IR") or {}
+        except DeployLabError:
+            recorded = {}  # unreadable, or an older deploylab's record: rebuild below
         if all(recorded.get(k) == v for k, v in wanted.items()) and recorded.get("openvino") == ov.__version__:
             try:
                 model = ov.Core().read_model(str(xml_path))
             except RuntimeError:
                 model = None  # a damaged IR (e.g. an interrupted write): rebuild it below
             if model is not None:
-                return IrBuildReport(xml_path, True, time.perf_counter() - start,
-                                     {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs}, recorded)
+                shapes = {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs}
+                return BuildReport("openvino", xml_path, sidecar_path, time.perf_counter() - start, recorded,
+                                   reused=True, facts={"input_shapes": shapes})
     model = ov.convert_model(str(onnx_path))
     shapes = _bounded_shapes(model, profile)
     if shapes:
@@ -160,6 +145,7 @@ def build_openvino_ir(
     ov.save_model(model, str(xml_path), compress_to_fp16=False)
     seconds = time.perf_counter() - start
     sidecar = {
+        "format": RECORD_FORMATS["openvino"],
         **wanted,
         "openvino": ov.__version__,
         "onnx_file": onnx_path.name,
@@ -168,8 +154,8 @@ def build_openvino_ir(
         "weights": "f32",
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    sidecar_path.write_text(json.dumps(sidecar, indent=2))
-    return IrBuildReport(xml_path, False, seconds, sidecar["inputs"], sidecar)
+    write_record(sidecar_path, "openvino", sidecar)
+    return BuildReport("openvino", xml_path, sidecar_path, seconds, sidecar, facts={"input_shapes": sidecar["inputs"]})
 
 
 def _onnx_dim_names(onnx_path: Path) -> dict[str, list]:
@@ -210,6 +196,7 @@ class OpenVinoRunner(OnnxFileRunner):
         self.perf_count = bool(perf_count)
         self.compiled = None
         self.request = None
+        self.model_bytes: bytes | None = None
         self._queues: dict[int, object] = {}
         self._inference_precision: str | None = None
 
@@ -231,25 +218,40 @@ class OpenVinoRunner(OnnxFileRunner):
             config["PERF_COUNT"] = True  # per-layer times in request.get_profiling_info()
         return config
 
+    @classmethod
+    def from_bytes(cls, model_bytes: bytes, name: str = "openvino:<bytes>", **settings) -> OpenVinoRunner:
+        """A runner on a serialized ONNX model held in memory; same settings as the constructor."""
+        runner = cls("<bytes>.onnx", name=name, **settings)
+        runner.model_bytes = bytes(model_bytes)
+        return runner
+
+    def clone(self) -> OpenVinoRunner:
+        if self.model_bytes is None:
+            return self.with_model(self.model_path)
+        return OpenVinoRunner.from_bytes(self.model_bytes, self.name, device=self.device, precision=self.precision,
+                                         hint=self.hint, threads=self.threads, perf_count=self.perf_count)
+
     def _activate(self) -> None:
         ov = _ov()
         path = self.model_path
-        if path.suffix == ".onnx":
+        if self.model_bytes is not None:
+            source, label = io.BytesIO(self.model_bytes), self.name
+        elif path.suffix == ".onnx":
             from deploylab.onnx_tools import load_onnx
 
             load_onnx(path, load_external_data=False)
+            source, label = str(path), repr(str(path))
         elif not path.is_file():
             raise DeployLabError(f"model {str(path)!r} does not exist; build it with `deploylab build ... --backend openvino`")
+        else:
+            source, label = str(path), repr(str(path))
         core = ov.Core()
         try:
-            model = core.read_model(str(path))
+            model = core.read_model(source)
             self.compiled = core.compile_model(model, self.device, self.config())
         except RuntimeError as exc:
-            from deploylab.text import engine_error_summary
-
-            raise DeployLabError(
-                f"OpenVINO cannot compile {str(path)!r} for {self.device}: {engine_error_summary(str(exc))[:300]}"
-            ) from exc
+            raise EngineError(f"OpenVINO cannot compile {label} for {self.device}: "
+                              f"{engine_error_summary(str(exc))[:300]}", engine_text=str(exc)) from exc
         self.request = self.compiled.create_infer_request()
         self._inference_precision = _precision_name(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         asked = PRECISIONS.get(self.precision) if self.precision else None
@@ -259,12 +261,19 @@ class OpenVinoRunner(OnnxFileRunner):
         self._dim_names = self._read_dim_names()
 
     def _read_dim_names(self) -> dict[str, list]:
-        sidecar = self.model_path.with_suffix(SIDECAR_SUFFIX)
-        if self.model_path.suffix == ".xml" and sidecar.is_file():
+        if self.model_bytes is not None:
+            import onnx
+
+            from deploylab.onnx_tools import graph_inputs, graph_outputs
+
+            model = onnx.load_from_string(self.model_bytes)
+            return {t.name: list(t.shape) for t in graph_inputs(model) + graph_outputs(model)}
+        if self.model_path.suffix == ".xml":
             try:
-                return json.loads(sidecar.read_text()).get("dim_names", {})
-            except json.JSONDecodeError:
-                return {}
+                record = read_record(self.model_path.with_suffix(SIDECAR_SUFFIX), "openvino", "rebuild the IR")
+            except DeployLabError:
+                record = None  # the IR still runs; its dims are then named after their inputs
+            return (record or {}).get("dim_names", {})
         if self.model_path.suffix == ".onnx":
             return _onnx_dim_names(self.model_path)
         return {}
@@ -345,3 +354,23 @@ def _precision_name(value) -> str:
     """An ``ov.Type`` (or its text) as OpenVINO's short name: f32, bf16, f16."""
     text = value.get_type_name() if hasattr(value, "get_type_name") else str(value)
     return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(text.lower(), text.lower())
+
+
+def _engine_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+SPEC = BackendSpec(
+    name="openvino",
+    reads_onnx=True,
+    artifacts=(".xml",),
+    runner=OpenVinoRunner,
+    available=_engine_available,
+    builder=build_openvino_ir,
+    thread_option="threads",
+    conformance_runner=lambda model_bytes: OpenVinoRunner.from_bytes(model_bytes, "openvino", precision="fp32",
+                                                                     hint="latency", threads=1),
+    install="openvino",
+)

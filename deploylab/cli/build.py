@@ -68,9 +68,11 @@ def _build_tensorrt(args, profile) -> int:
 
 
 def register(sub) -> None:
+    from deploylab.backends.registry import builders
+
     p = sub.add_parser("build", help="build phase: ONNX -> TensorRT plan or OpenVINO IR")
     p.add_argument("model", type=Path, help="ONNX file")
-    p.add_argument("--backend", choices=("tensorrt", "openvino"), required=True)
+    p.add_argument("--backend", choices=builders(), required=True)
     p.add_argument("-o", "--output", required=True, type=Path, help="plan (.plan) or IR (.xml) to write")
     p.add_argument("--min", default=None, help="profile min shape, e.g. 1x3x224x224 or input:1x3x224x224")
     p.add_argument("--opt", default=None, help="profile opt shape (TensorRT tunes for it)")

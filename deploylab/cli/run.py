@@ -9,6 +9,15 @@ from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge
 from deploylab.errors import DeployLabError
 
 
+def _candidate_runner(backend: str, args):
+    """The runner under test: ``backend`` on ``args.model``, with ``--providers`` where given."""
+    from deploylab.backends.onnxruntime import parse_providers
+    from deploylab.backends.registry import make_runner, spec_for
+
+    providers = parse_providers(args.providers) if args.providers else None
+    return make_runner(backend, args.model, **spec_for(backend).runner_options(providers=providers))
+
+
 def _load_input(path: Path, runner, model_path: Path | None = None) -> tuple[dict, str]:
     """An image (preprocessed as the model file's metadata says, else like mmcls for the
     model's input size) or a .npy array; returns the feed and a line saying which."""
@@ -49,10 +58,10 @@ def _load_input(path: Path, runner, model_path: Path | None = None) -> tuple[dic
 def _cmd_run(args) -> int:
     import numpy as np
 
-    from deploylab.backends.registry import backend_for_artifact, make_runner
+    from deploylab.backends.registry import backend_for_artifact
     from deploylab.onnx_tools import read_metadata
 
-    runner = make_runner(args.backend or backend_for_artifact(args.model), args.model)
+    runner = _candidate_runner(args.backend or backend_for_artifact(args.model), args)
     feed, how = _load_input(args.input, runner, args.model)
     print(how)
     outputs = runner.infer(feed)
@@ -106,7 +115,7 @@ def _reference_runner(args):
 
 
 def _cmd_compare(args) -> int:
-    from deploylab.backends.registry import backend_for_artifact, make_runner, parse_backends
+    from deploylab.backends.registry import backend_for_artifact, parse_backends
     from deploylab.compare import compare_layerwise, compare_runners
 
     backends = parse_backends(args.backends or backend_for_artifact(args.model))
@@ -117,7 +126,7 @@ def _cmd_compare(args) -> int:
     reference = _reference_runner(args)
     failed, degenerate = False, []
     for backend in backends:
-        candidate = make_runner(backend, args.model)
+        candidate = _candidate_runner(backend, args)
         if args.layerwise:
             report = compare_layerwise(reference, candidate, atol=args.atol, rtol=args.rtol)
         else:
@@ -142,7 +151,7 @@ def _cmd_evaluate(args) -> int:
     for flag, value in (("--min-top1-agreement", args.min_top1_agreement), ("--max-kl", args.max_kl)):
         if not 0 <= value <= (1 if flag == "--min-top1-agreement" else float("inf")):
             raise DeployLabError(f"{flag} {value} is out of range (agreement 0..1, KL >= 0)")
-    runner = make_runner(args.backend or backend_for_artifact(args.model), args.model)
+    runner = _candidate_runner(args.backend or backend_for_artifact(args.model), args)
     prep, source = preprocessing_for_artifact(args.model)
     reference = None
     if args.reference is not None:
@@ -181,6 +190,9 @@ def register(sub) -> None:
     p.add_argument("--input", required=True, type=Path, help="image file (jpg/png/...) or .npy array")
     p.add_argument("--backend", default=None, help="default: chosen from the file type")
     p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--providers", default=None, metavar="P[:K=V;...],...",
+                   help="ONNX Runtime execution providers in order, with options as ORT takes them, e.g. "
+                        "cuda:device_id=0,cpu or tensorrt:trt_engine_cache_path=cache,cuda,cpu (default: cpu)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("compare", help="compare backends on the same inputs; exit 1 unless every verdict is PASS")
@@ -196,6 +208,9 @@ def register(sub) -> None:
     p.add_argument("--rtol", type=float, default=1e-3)
     p.add_argument("--batch", default="1", help="batch sizes for seeded inputs, e.g. 1,4")
     p.add_argument("--layerwise", action="store_true", help="compare every intermediate tensor")
+    p.add_argument("--providers", default=None, metavar="P[:K=V;...],...",
+                   help="ONNX Runtime execution providers in order, with options as ORT takes them, e.g. "
+                        "cuda:device_id=0,cpu or tensorrt:trt_engine_cache_path=cache,cuda,cpu (default: cpu)")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("evaluate", help="accuracy on the labelled photos and fidelity to a reference; exit 1 unless PASS")
@@ -207,4 +222,7 @@ def register(sub) -> None:
     p.add_argument("--views", type=int, default=320, help="augmented views of the labelled photos (default 320)")
     p.add_argument("--min-top1-agreement", type=float, default=0.99)
     p.add_argument("--max-kl", type=float, default=0.05, help="mean KL(reference || model) bound, nats")
+    p.add_argument("--providers", default=None, metavar="P[:K=V;...],...",
+                   help="ONNX Runtime execution providers in order, with options as ORT takes them, e.g. "
+                        "cuda:device_id=0,cpu or tensorrt:trt_engine_cache_path=cache,cuda,cpu (default: cpu)")
     p.set_defaults(func=_cmd_evaluate)

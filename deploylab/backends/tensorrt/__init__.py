@@ -77,3 +77,15 @@ __all__ = [
     "scales_from_ranges", "sidecar_path", "torch_dtype", "trtexec_command",
     "write_calibration_cache", "write_sidecar",
 ]
+
+from deploylab.backends.spec import BackendSpec  # noqa: E402 (the spec closes the package)
+
+SPEC = BackendSpec(
+    name="tensorrt",
+    reads_onnx=False,
+    artifacts=(".plan", ".engine"),
+    runner=TensorRTRunner,
+    available=lambda: bool(detect_runtimes()),
+    builder=build_engine_plan,
+    install="tensorrt (full, to build) or tensorrt-lean / tensorrt-dispatch (to run version-compatible plans)",
+)

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from deploylab.backends.build_record import BuildReport
 from deploylab.backends.profiles import ShapeProfile, validate_profile
 from deploylab.backends.tensorrt.calibration import (
     calibration_header, make_entropy_calibrator, read_calibration_cache,
 )
-from deploylab.backends.tensorrt.record import gpu_info, sidecar_path, write_sidecar
+from deploylab.backends.tensorrt.record import gpu_info, read_sidecar, sidecar_path, write_sidecar
 from deploylab.backends.tensorrt.settings import (
     BuildSettings, ModelFacts, check_hardware_level, check_model_precision, precision_plan, read_model_facts,
 )
@@ -29,30 +29,6 @@ from deploylab.backends.tensorrt.version import TensorRTVersion, require_tensorr
 from deploylab.errors import DeployLabError
 from deploylab.log import info
 from deploylab.paths import write_atomically
-
-@dataclass
-class BuildReport:
-    """What :func:`build_engine_plan` did: files written, settings used, time taken (s), notes."""
-
-    engine_path: Path
-    sidecar_path: Path
-    tensorrt_version: str
-    precision: str
-    strongly_typed: bool
-    profiles: list[dict]
-    workspace_mib: int | None
-    engine_bytes: int
-    build_seconds: float
-    timing_cache_loaded: bool = False
-    timing_cache_saved: bool = False
-    gpu: dict | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        out["engine_path"], out["sidecar_path"] = str(self.engine_path), str(self.sidecar_path)
-        return out
-
 
 def _parser_errors(parser) -> list[str]:
     """Every ONNX parser error as one readable line: node index, name, operator, code, description."""
@@ -271,8 +247,9 @@ def build_engine_plan(
         cache_saved = True
     side = write_sidecar(settings, version, gpu, profiles, facts)
     info(f"built {settings.engine_path} ({data.nbytes / 2**20:.2f} MiB) with TensorRT {version} in {seconds:.1f} s")
-    return BuildReport(
-        settings.engine_path, side, str(version), settings.precision, plan["strongly_typed"],
-        [p.to_dict() for p in profiles], settings.workspace_mib, data.nbytes, seconds,
-        cache_loaded, cache_saved, gpu, notes,
-    )
+    facts = {"tensorrt_version": str(version), "precision": settings.precision,
+             "strongly_typed": plan["strongly_typed"], "profiles": [p.to_dict() for p in profiles],
+             "workspace_mib": settings.workspace_mib, "engine_bytes": data.nbytes,
+             "timing_cache_loaded": cache_loaded, "timing_cache_saved": cache_saved, "gpu": gpu}
+    return BuildReport("tensorrt", Path(settings.engine_path), side, seconds, read_sidecar(settings.engine_path) or {},
+                       facts=facts, notes=notes)

@@ -10,18 +10,18 @@ saying where it was built and which runtime it needs.
 from __future__ import annotations
 
 import importlib
-import json
 import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from deploylab.backends.tensorrt.settings import BuildSettings, ModelFacts, _sha256, read_model_facts
+from deploylab.backends.build_record import RECORD_FORMATS, read_record, write_record
+from deploylab.backends.tensorrt.settings import BuildSettings, ModelFacts, read_model_facts
 from deploylab.backends.tensorrt.version import RUNTIME_KINDS, TensorRTVersion
 from deploylab.errors import DeployLabError
 from deploylab.log import announce, info
-from deploylab.paths import write_atomically
+from deploylab.paths import sha256_file
 
-SIDECAR_FORMAT = "deploylab-tensorrt-plan/1"
+SIDECAR_FORMAT = RECORD_FORMATS["tensorrt"]
 
 
 # Version-compatible plans may cross a major version only in these documented pairs:
@@ -109,36 +109,25 @@ def write_sidecar(settings: BuildSettings, version: TensorRTVersion, gpu: dict |
         "inputs": facts.inputs,
         "outputs": facts.outputs,
         "onnx": {"path": str(settings.onnx_path), "sha256": facts.sha256},
-        "plan": {"bytes": Path(settings.engine_path).stat().st_size, "sha256": _sha256(settings.engine_path)},
+        "plan": {"bytes": Path(settings.engine_path).stat().st_size, "sha256": sha256_file(settings.engine_path)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "deploylab_version": __version__,
     }
-    path = sidecar_path(settings.engine_path)
-    write_atomically(path, (json.dumps(record, indent=2) + "\n").encode("utf-8"))
-    return path
+    return write_record(sidecar_path(settings.engine_path), "tensorrt", record)
 
 
 def read_sidecar(engine_path: str | Path) -> dict | None:
     """The build record of ``engine_path``, or None when there is none (e.g. a trtexec plan) or when
     it describes other bytes than the plan now at ``engine_path`` (size or sha256 differ)."""
     path = sidecar_path(engine_path)
-    if not path.is_file():
+    record = read_record(path, "tensorrt", "rebuild the plan")
+    if record is None:
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DeployLabError(
-            f"{str(path)!r} is not a readable JSON build record ({exc}); delete it or rebuild the plan"
-        ) from exc
-    if not isinstance(record, dict) or record.get("format") != SIDECAR_FORMAT:
-        raise DeployLabError(
-            f"{str(path)!r} is not a deploylab plan record (format {SIDECAR_FORMAT}); rebuild the plan"
-        )
     plan = record.get("plan")
     engine_path = Path(engine_path)
     if engine_path.is_file():
         if not isinstance(plan, dict) or plan.get("bytes") != engine_path.stat().st_size \
-                or plan.get("sha256") != _sha256(engine_path):
+                or plan.get("sha256") != sha256_file(engine_path):
             info(f"{path.name} describes another plan than {engine_path.name} (size or sha256 differ): "
                  "treating the plan as having no build record")
             return None

@@ -10,13 +10,13 @@ carry the precision asked for, including Q/DQ nodes TensorRT's ONNX parser canno
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploylab.backends.profiles import ShapeProfile
 from deploylab.backends.tensorrt.version import TensorRTVersion
 from deploylab.errors import DeployLabError
+from deploylab.paths import sha256_file
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
@@ -170,14 +170,6 @@ def check_hardware_level(level: str, version: TensorRTVersion) -> None:
         )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class ModelFacts:
     """What a build needs to know about an ONNX model, read once (:func:`read_model_facts`).
@@ -185,7 +177,7 @@ class ModelFacts:
     ``inputs`` / ``outputs``: name -> dims (ints, dim names, "?"); ``float_dtypes``: float types
     of initializers, IO and Cast targets; ``qdq_nodes``: QuantizeLinear/DequantizeLinear count;
     ``qdq_problems``: what TensorRT's ONNX parser refuses among them (non-zero zero points,
-    unsigned types), as :class:`deploylab.quantize.report.TensorRTQdqProblem` entries.
+    unsigned types), as :class:`deploylab.backends.tensorrt.qdq.TensorRTQdqProblem` entries.
     """
 
     path: Path
@@ -207,7 +199,7 @@ class ModelFacts:
 def read_model_facts(onnx_path: str | Path) -> ModelFacts:
     """Read :class:`ModelFacts` of ``onnx_path`` (the graph only: external weights are not loaded)."""
     from deploylab.onnx_tools import ONNX_DTYPE_NAMES, graph_inputs, graph_outputs, load_onnx
-    from deploylab.quantize.report import tensorrt_qdq_problems
+    from deploylab.backends.tensorrt.qdq import tensorrt_qdq_problems
 
     onnx_path = Path(onnx_path)
     model = load_onnx(onnx_path, load_external_data=False)
@@ -225,7 +217,7 @@ def read_model_facts(onnx_path: str | Path) -> ModelFacts:
         sorted(d for d in dtypes if "float" in d),
         qdq,
         tensorrt_qdq_problems(model) if qdq else [],
-        _sha256(onnx_path),
+        sha256_file(onnx_path),
     )
 
 
@@ -256,7 +248,7 @@ def check_model_precision(settings: BuildSettings, facts: ModelFacts | None = No
             f"strongly typed int8 build, but {name} has no QuantizeLinear/DequantizeLinear nodes: {_ROUTE_11['int8']}"
         )
     if settings.precision == "int8" and facts.qdq_problems:
-        from deploylab.quantize.report import summarize_tensorrt_problems
+        from deploylab.backends.tensorrt.qdq import summarize_tensorrt_problems
 
         raise DeployLabError(
             f"{name} has Q/DQ nodes TensorRT's ONNX parser refuses (it takes signed int8 with zero points of 0): "
