@@ -16,7 +16,8 @@ from pathlib import Path
 from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 from deploylab.backends.openvino import OpenVinoRunner, build_openvino_ir
 from deploylab.backends.torch_eager import TorchEagerRunner
-from deploylab.bench import measure_harness_overhead, parse_sizes, sweep
+from deploylab.bench import measure_harness_overhead, sweep
+from deploylab.cli.bench import parse_sizes
 from deploylab.export import export_bundle
 from deploylab.models import resolve_model
 

@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     from deploylab.backends.onnxruntime import OnnxRuntimeRunner
     from deploylab.backends.openvino import OpenVinoRunner
     from deploylab.backends.torch_eager import TorchEagerRunner
-    from deploylab.bench import DEFAULT_BLOCK_PAUSE_S, compare_timings, parse_sizes, time_blocks, time_call
+    from deploylab.bench import DEFAULT_BLOCK_PAUSE_S, compare_timings, time_blocks, time_call
+    from deploylab.cli.bench import parse_sizes
     from deploylab.env import collect_environment, machine_line
     from deploylab.export import export_bundle
     from deploylab.models import resolve_model

@@ -5,18 +5,19 @@ symbolic batch dim, an OpenVINO IR or a TensorRT engine with bounds) or for exac
 one. :func:`make_batches` cuts a dataset into batches of one size and says, per batch,
 how many rows are real; :func:`unbatch` drops the padding again; and
 :func:`check_batch_bounds` refuses a batch size the runner was not built for, with the
-runner's range in the message, before any engine sees the batch.
+runner's range in the message, before any engine sees the batch; :func:`batch_feed`
+builds a seeded feed of one batch size for a runner.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
+from deploylab.backends.base import out_of_bounds_message, seeded_feed
 from deploylab.errors import DeployLabError
 
 LAST_BATCH_MODES = ("ragged", "pad", "drop")
@@ -206,11 +207,25 @@ def check_batch_bounds(runner, batch: Batch | int) -> None:
             f"a dynamic batch dim (export_bundle(..., dynamic_batch=True)) or use batch size {low}"
         )
     if high is not None and not (low <= size <= high):
-        raise DeployLabError(
-            f"{runner.name} accepts batch sizes {low} to {high} ({spec.describe()} with "
-            f"{spec.shape[0]} in [{low}, {high}]), not {size}; rebuild it with a wider range "
-            f"or use a batch size in [{low}, {high}]"
-        )
+        raise DeployLabError(f"{runner.name}: {out_of_bounds_message(spec.name, spec.shape[0], size, low, high)}")
+
+
+def batch_feed(runner, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded inputs for ``runner`` with ``batch_size`` rows (see :func:`deploylab.backends.base.seeded_feed`).
+
+    The batch dim is dim 0 of the runner's first input; every input that shares its
+    symbolic name gets the same size. Other symbolic dims are 1. The size is not checked
+    against the runner's bounds here: call :func:`check_batch_bounds` first.
+    """
+    specs = runner.inputs
+    dim = specs[0].shape[0] if specs and specs[0].shape else None
+    if isinstance(dim, str):
+        return seeded_feed(specs, {dim: batch_size}, seed)
+    if isinstance(dim, int) and dim >= 0:
+        return seeded_feed(specs, {}, seed)
+    # An unnamed dynamic dim: give it a name only this feed uses.
+    specs = [replace(specs[0], shape=("__batch__",) + tuple(specs[0].shape[1:]))] + specs[1:]
+    return seeded_feed(specs, {"__batch__": batch_size}, seed)
 
 
 # ---------------------------------------------------------------- whole datasets

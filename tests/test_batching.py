@@ -1,4 +1,4 @@
-"""Batching helpers: make_batches (ragged/pad/drop), unbatch, and batch-size bounds per runner.
+"""Batching helpers: make_batches (ragged/pad/drop), unbatch, seeded feeds and batch-size bounds per runner.
 
 Real engines run the shared LeNet exports (torchscript, opset 17 with a symbolic batch
 dim; opset 11 with a fixed batch of 1) and an OpenVINO IR built from the dynamic export
@@ -12,7 +12,7 @@ import pytest
 
 from deploylab.backends.base import Runner, TensorSpec
 from deploylab.backends.onnxruntime import OnnxRuntimeRunner
-from deploylab.batching import Batch, batch_limits, check_batch_bounds, make_batches, unbatch
+from deploylab.batching import Batch, batch_feed, batch_limits, check_batch_bounds, make_batches, unbatch
 from deploylab.errors import DeployLabError
 
 
@@ -143,6 +143,14 @@ def test_unbatch_refuses_mismatched_outputs(samples):
         unbatch([{"y": batches[0].array}, {"z": batches[1].array}, {"y": batches[2].array}], batches)
 
 
+# ---------------------------------------------------------------- seeded feeds
+def test_seeded_batch_feed_is_reproducible(lenet_ts_dynamic):
+    runner = OnnxRuntimeRunner(lenet_ts_dynamic.path)
+    a, b = batch_feed(runner, 3, seed=1), batch_feed(runner, 3, seed=1)
+    assert a["input"].shape == (3, 1, 32, 32) and np.array_equal(a["input"], b["input"])
+    assert not np.array_equal(a["input"], batch_feed(runner, 3, seed=2)["input"])
+
+
 # ---------------------------------------------------------------- bounds, before the engine
 def test_limits_read_from_the_input_description():
     assert batch_limits(ShapeRunner(("batch", 3))) == (1, None)
@@ -152,10 +160,24 @@ def test_limits_read_from_the_input_description():
     runner = ShapeRunner(("batch", 3), (("batch", 2, 8),))
     check_batch_bounds(runner, 8)
     check_batch_bounds(runner, Batch(np.zeros((2, 3), np.float32), 1, np.arange(1)))
-    with pytest.raises(DeployLabError, match=r"accepts batch sizes 2 to 8 .* not 1;"):
+    with pytest.raises(DeployLabError, match=r"'x' has batch = 1, outside the \[2, 8\] .* batch sizes 2 to 8, not 1"):
         check_batch_bounds(runner, 1)
     with pytest.raises(DeployLabError, match="batch size must be a positive integer, got 0"):
         check_batch_bounds(runner, 0)
+
+
+def test_bounds_are_worded_as_the_input_check_words_them():
+    """A batch size refused before any feed exists reads as the feed check's refusal."""
+    from deploylab.backends.base import check_feed
+
+    runner = ShapeRunner(("batch", 3), (("batch", 2, 8),))
+    with pytest.raises(DeployLabError) as before_the_feed:
+        check_batch_bounds(runner, 9)
+    with pytest.raises(DeployLabError) as from_the_feed:
+        check_feed(runner.inputs, {"x": np.zeros((9, 3), np.float32)})
+    assert str(before_the_feed.value) == f"fake: {from_the_feed.value}"
+    assert "'x' has batch = 9, outside the [2, 8]" in str(from_the_feed.value)
+    assert "rebuild it with a wider range or use batch sizes 2 to 8, not 9" in str(from_the_feed.value)
 
 
 def test_fixed_batch_onnx_refuses_batch_4_naming_the_fixed_1(lenet_ts11):

@@ -92,3 +92,11 @@ def test_cli_providers(cli, lenet_ts_dynamic, tmp_path):
     assert bad.code == 2 and "--providers are ONNX Runtime execution providers" in bad.err
     bad = cli("compare", str(lenet_ts_dynamic.path), "--providers", "cuda:device_id")
     assert bad.code == 2 and "must be key=value" in bad.err
+
+
+def test_cli_bench_passes_providers_to_onnx_runtime_only(cli, lenet_ts_dynamic):
+    ok = cli("bench", str(lenet_ts_dynamic.path), "--backends", "onnxruntime,openvino", "--batch", "1",
+             "--repeats", "3", "--threads", "1", "--providers", "cpu")
+    assert ok.code == 0 and "onnxruntime" in ok.out and "openvino" in ok.out
+    bad = cli("bench", str(lenet_ts_dynamic.path), "--backends", "openvino", "--providers", "cpu")
+    assert bad.code == 2 and "the openvino backend has none" in bad.err

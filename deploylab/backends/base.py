@@ -43,6 +43,17 @@ def _shape_of(shape) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
 
 
+def out_of_bounds_message(input_name: str, dim: str, value: int, low: int, high: int) -> str:
+    """The one wording for a symbolic dim outside the range a model was built for.
+
+    Used by :func:`check_feed` (a feed's dim) and :func:`deploylab.batching.check_batch_bounds`
+    (a batch size, before any feed exists), so both say the same thing: which input and
+    dim, the value, the bounds, and the two fixes.
+    """
+    return (f"input {input_name!r} has {dim} = {value}, outside the [{low}, {high}] this model was built for; "
+            f"rebuild it with a wider range or use {dim} sizes {low} to {high}, not {value}")
+
+
 def check_feed(specs: list[TensorSpec], feed: Mapping[str, object]) -> dict[str, np.ndarray]:
     """Validate ``feed`` against ``specs`` and return it as C-contiguous numpy arrays.
 
@@ -103,10 +114,7 @@ def check_feed(specs: list[TensorSpec], feed: Mapping[str, object]) -> dict[str,
                 symbols[want] = (got, name)
         for dim_name, low, high in spec.bounds:
             if dim_name in symbols and not (low <= symbols[dim_name][0] <= high):
-                raise DeployLabError(
-                    f"input {name!r} has {dim_name} = {symbols[dim_name][0]}, outside the "
-                    f"[{low}, {high}] this model was built for; rebuild with a wider range"
-                )
+                raise DeployLabError(out_of_bounds_message(name, dim_name, symbols[dim_name][0], low, high))
         checked[name] = np.ascontiguousarray(value)
     return checked
 

@@ -10,10 +10,29 @@ from deploylab.cli._base import EXIT_OK
 from deploylab.errors import DeployLabError
 
 
+def parse_sizes(text: str, what: str = "--batch") -> tuple[int, ...]:
+    """``"1,8,32"`` -> ``(1, 8, 32)``: positive integers, duplicates dropped, order kept.
+
+    ``what`` names the option in the error (``--batch``, ``--concurrency``). The
+    benchmark scripts parse their ``--batch`` with it too.
+    """
+    sizes = []
+    for part in str(text).split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise DeployLabError(f"{what} {text!r} must be comma-separated positive integers, e.g. 1,8,32") from None
+        if value < 1:
+            raise DeployLabError(f"{what} {text!r} contains {value}; sizes must be at least 1")
+        if value not in sizes:
+            sizes.append(value)
+    return tuple(sizes)
+
+
 def _cmd_bench(args) -> int:
-    from deploylab.backends.registry import backend_for_artifact, make_runner, parse_backends
-    from deploylab.batching import check_batch_bounds
-    from deploylab.bench import parse_sizes, sweep
+    from deploylab.backends.onnxruntime import parse_providers
+    from deploylab.backends.registry import backend_for_artifact, make_runner, parse_backends, spec_for
+    from deploylab.bench import plan_sweep, run_sweep
 
     backends = parse_backends(args.backends or backend_for_artifact(args.model))
     batches = parse_sizes(args.batch, "--batch")
@@ -29,27 +48,24 @@ def _cmd_bench(args) -> int:
         raise DeployLabError(f"model file {str(args.model)!r} does not exist")
     # Equal, explicit threads for every engine: a comparison on engines' defaults is not like for like.
     threads = args.threads if args.threads is not None else (os.cpu_count() or 1)
+    providers = parse_providers(args.providers) if args.providers else None
+    specs = [spec_for(backend) for backend in backends]
+    if providers and not any(spec.providers_option for spec in specs):
+        specs[0].runner_options(providers=providers)  # refuses, naming the backend
     runners = {}
-    for backend in backends:
-        options = {}
-        if backend == "onnxruntime":
-            options["intra_op_threads"] = threads
-        elif backend == "openvino":
-            options["threads"] = threads
-        runners[backend] = make_runner(backend, args.model, **options).activate()
-    # Refuse up front when nothing can run: every (backend, batch) pair is out of bounds.
-    refusals, runnable = {}, 0
-    for backend, runner in runners.items():
-        for size in batches:
-            try:
-                check_batch_bounds(runner, size)
-                runnable += 1
-            except DeployLabError as exc:
-                refusals.setdefault(backend, str(exc))  # the first reason per backend is enough
-    if not runnable:
+    for spec in specs:
+        options = spec.runner_options(threads=threads if spec.thread_option else None,
+                                      providers=providers if spec.providers_option else None)
+        runners[spec.name] = make_runner(spec.name, args.model, **options).activate()
+    # Each (backend, batch) pair is checked once, in the plan; refuse up front when none can run.
+    plan = plan_sweep(runners, batches)
+    if not plan.point_count:
+        refusals = {}
+        for skipped in plan.skipped:
+            refusals.setdefault(skipped.runner, skipped.reason)  # the first reason per backend is enough
         raise DeployLabError(f"no backend accepts batch size(s) {args.batch}: " + " | ".join(refusals.values()))
-    results = sweep(runners, batches, repeats=args.repeats, seconds=args.seconds, concurrency=levels,
-                    progress=sys.stderr.isatty())
+    results = run_sweep(plan, repeats=args.repeats, seconds=args.seconds, concurrency=levels,
+                        progress=sys.stderr.isatty())
     print(results.table())
     for name in results.runner_names:
         if len(results.for_runner(name)) > 1:
@@ -75,6 +91,9 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads per runner, the same for every engine (ONNX Runtime intra-op, OpenVINO "
                    "inference threads; default: all logical CPUs)")
+    p.add_argument("--providers", default=None, metavar="P[:K=V;...],...",
+                   help="ONNX Runtime execution providers for the onnxruntime runner, with options as ORT takes "
+                        "them, e.g. cuda:device_id=0,cpu (default: cpu)")
     p.add_argument("--seconds", type=float, default=None, help="time budget per point (at least 3 calls; p90 is shown from 20)")
     p.add_argument("--repeats", type=int, default=None, help="timed calls per point (default 20)")
     p.add_argument("--concurrency", default=None, metavar="N[,N...]",

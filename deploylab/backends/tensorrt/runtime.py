@@ -21,6 +21,7 @@ from deploylab.backends.base import Runner, RunnerSettings, TensorSpec, check_fe
 from deploylab.backends.profiles import shape_text
 from deploylab.backends.tensorrt.record import check_plan_compatibility, gpu_info
 from deploylab.backends.tensorrt.version import TensorRTVersion, require_tensorrt
+from deploylab.dtypes import ELEMENT_TYPES
 from deploylab.errors import DeployLabError
 
 #: Every runtime-phase class member the runner touches; a test checks each one exists in
@@ -65,18 +66,11 @@ OPTIONAL_RUNTIME_API_CALLS: tuple[tuple[str, str], ...] = (
 )
 
 
-# TensorRT DataType member name -> numpy dtype / torch dtype name. numpy has no bfloat16,
-# so BF16 IO tensors are refused (build with fp32 IO, e.g. AutoCast keep_io_types=True).
-TRT_TO_NUMPY = {
-    "FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32,
-    "INT64": np.int64, "BOOL": np.bool_, "UINT8": np.uint8,
-}
-
-
-TRT_TO_TORCH = {
-    "FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT8": "int8", "INT32": "int32",
-    "INT64": "int64", "BOOL": "bool", "UINT8": "uint8",
-}
+# TensorRT DataType member name -> numpy dtype / torch dtype name, from deploylab's one type
+# table. numpy has no bfloat16 or fp8, so those IO tensors are refused for numpy feeds (build
+# with fp32 IO, e.g. AutoCast keep_io_types=True); torch buffers take them.
+TRT_TO_NUMPY = {t.tensorrt: t.numpy for t in ELEMENT_TYPES if t.tensorrt and t.numpy is not None}
+TRT_TO_TORCH = {t.tensorrt: t.torch.removeprefix("torch.") for t in ELEMENT_TYPES if t.tensorrt and t.torch}
 
 
 def numpy_dtype(trt_dtype) -> np.dtype:
