@@ -6,27 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from deploylab.cli._base import EXIT_OK
+from deploylab.cli._base import EXIT_OK, parse_sizes
 from deploylab.errors import DeployLabError
-
-
-def parse_sizes(text: str, what: str = "--batch") -> tuple[int, ...]:
-    """``"1,8,32"`` -> ``(1, 8, 32)``: positive integers, duplicates dropped, order kept.
-
-    ``what`` names the option in the error (``--batch``, ``--concurrency``). The
-    benchmark scripts parse their ``--batch`` with it too.
-    """
-    sizes = []
-    for part in str(text).split(","):
-        try:
-            value = int(part.strip())
-        except ValueError:
-            raise DeployLabError(f"{what} {text!r} must be comma-separated positive integers, e.g. 1,8,32") from None
-        if value < 1:
-            raise DeployLabError(f"{what} {text!r} contains {value}; sizes must be at least 1")
-        if value not in sizes:
-            sizes.append(value)
-    return tuple(sizes)
 
 
 def _cmd_bench(args) -> int:

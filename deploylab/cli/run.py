@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge
+from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge, parse_sizes
 from deploylab.errors import DeployLabError
 
 
@@ -119,10 +119,7 @@ def _cmd_compare(args) -> int:
     from deploylab.compare import compare_layerwise, compare_runners
 
     backends = parse_backends(args.backends or backend_for_artifact(args.model))
-    try:
-        batches = tuple(int(b) for b in str(args.batch).split(","))
-    except ValueError:
-        raise DeployLabError(f"--batch {args.batch!r} must be comma-separated integers, e.g. 1,4") from None
+    batches = parse_sizes(args.batch, "--batch")
     reference = _reference_runner(args)
     failed, degenerate = False, []
     for backend in backends:
