@@ -19,6 +19,7 @@ import numpy as np
 
 from deploylab.backends.base import out_of_bounds_message, seeded_feed
 from deploylab.errors import DeployLabError
+from deploylab.text import shape_text
 
 LAST_BATCH_MODES = ("ragged", "pad", "drop")
 
@@ -46,7 +47,7 @@ class Batch:
         return self.size - self.valid
 
     def __repr__(self) -> str:
-        shape = "x".join(map(str, self.array.shape))
+        shape = shape_text(self.array.shape)
         first, last = (int(self.indices[0]), int(self.indices[-1])) if self.valid else (None, None)
         return f"Batch({self.array.dtype.name}[{shape}], valid={self.valid}, samples {first}..{last})"
 
@@ -130,7 +131,7 @@ def _stitch(parts: list[np.ndarray], batches: list[Batch], what: str) -> np.ndar
     for number, (part, batch) in enumerate(zip(parts, batches)):
         part = np.asarray(part)
         if part.ndim == 0 or part.shape[0] != batch.size:
-            shape = "x".join(map(str, part.shape)) or "scalar"
+            shape = shape_text(part.shape)
             raise DeployLabError(
                 f"output {what}of batch {number} has shape {shape}, but the batch had {batch.size} rows; "
                 "unbatch needs one output row per input row"

@@ -26,6 +26,11 @@ tolerance and within 0.1% of ``s``, so that a loose tolerance never blames the r
 degenerate comparison is not a pass: ``passed`` is False and ``degenerate`` True. Rows that
 merely predict the same class are not degenerate: a trained LeNet calls every seeded noise
 image a 0, but its scores still depend on the input.
+
+The metrics themselves (max abs error, the whole-array cosine and the mean per-row cosine, top-1
+agreement, top-k overlap, mean KL, an ``isclose`` mismatch line) are plain functions here, used by
+this verdict, by the fidelity study of :mod:`deploylab.quantize.evaluate` and by the support and
+problem checks, so that each number means one thing everywhere.
 """
 
 from __future__ import annotations
@@ -102,6 +107,99 @@ class ArrayComparison:
         return text
 
 
+# ---------------------------------------------------------------- metrics
+# Every "how close" number in deploylab comes from here. Two cosines, on purpose: the whole-array
+# cosine (one number for the flattened tensors, what compare_arrays judges) and the mean per-row
+# cosine (each sample's output vector on its own, averaged: what a fidelity study over many inputs
+# reports). They agree for one row and differ when rows have different norms.
+def max_abs_error(reference, candidate) -> float:
+    """max |reference - candidate| in float64; ``inf`` when the shapes differ, 0 for empty arrays."""
+    ref, cand = np.asarray(reference, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
+    if ref.shape != cand.shape:
+        return float("inf")
+    return float(np.abs(ref - cand).max()) if ref.size else 0.0
+
+
+def whole_array_cosine(reference, candidate) -> float:
+    """Cosine similarity of the two arrays flattened to one vector each.
+
+    1.0 when both are all zeros (equal), 0.0 when only one is.
+    """
+    ref, cand = np.asarray(reference, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
+    denom = np.linalg.norm(ref) * np.linalg.norm(cand)
+    return float(np.dot(ref.ravel(), cand.ravel()) / denom) if denom > 0 else float(np.array_equal(ref, cand))
+
+
+def row_cosines(reference, candidate) -> np.ndarray:
+    """Cosine similarity of each row (dim 0) of two same-shape arrays, rows flattened; (N,) float64.
+
+    A row pair that is all zeros counts 1.0 when equal, 0.0 otherwise.
+    """
+    ref, cand = np.asarray(reference, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
+    ref, cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
+    dots = np.einsum("ij,ij->i", ref, cand)
+    both_zero = norms == 0
+    return np.where(both_zero, np.all(ref == cand, axis=1).astype(float), dots / np.where(both_zero, 1, norms))
+
+
+def mean_row_cosine(reference, candidate) -> float:
+    """Mean over rows of :func:`row_cosines`: the per-sample cosine of a fidelity study."""
+    return float(row_cosines(reference, candidate).mean())
+
+
+def top1_agreement(reference, candidate) -> float:
+    """Fraction of rows (N, C) whose argmax class is the same in both."""
+    ref, cand = np.asarray(reference), np.asarray(candidate)
+    ref, cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    return float((ref.argmax(axis=1) == cand.argmax(axis=1)).mean())
+
+
+def topk_overlap(reference, candidate, k: int = 5, stable: bool = True) -> float:
+    """Mean fraction of the reference's ``k`` best classes (per row of (N, C)) among the candidate's ``k`` best.
+
+    ``stable``: ties broken by class index (a stable sort); False uses numpy's default sort.
+    """
+    ref, cand = np.asarray(reference), np.asarray(candidate)
+    ref, cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
+    kind = "stable" if stable else None
+    best_ref = np.argsort(-ref, axis=1, kind=kind)[:, :k]
+    best_cand = np.argsort(-cand, axis=1, kind=kind)[:, :k]
+    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(best_ref, best_cand)]))
+
+
+def mean_kl_divergence(reference_probabilities, candidate_probabilities) -> float:
+    """Mean over rows of KL(p || q) in nats, for rows (N, C) that are probability vectors.
+
+    Zeros are clamped to the smallest float64, so a class the candidate rules out costs a
+    large but finite amount.
+    """
+    p = np.asarray(reference_probabilities, dtype=np.float64)
+    q = np.asarray(candidate_probabilities, dtype=np.float64)
+    p, q = p.reshape(len(p), -1), q.reshape(len(q), -1)
+    tiny = np.finfo(np.float64).tiny
+    return float(np.mean(np.sum(p * (np.log(np.maximum(p, tiny)) - np.log(np.maximum(q, tiny))), axis=1)))
+
+
+def values_mismatch(reference, candidate, rtol: float, atol: float) -> str | None:
+    """None when every value is within ``np.isclose(candidate, reference, rtol, atol, equal_nan=True)``;
+    else one line: ``"3 of 10 values off, max abs error 0.5"`` (or ``"all at NaN/inf positions"``).
+
+    Same shapes assumed; complex values are compared as complex.
+    """
+    ref, out = np.asarray(reference), np.asarray(candidate)
+    ref64 = ref.astype(np.complex128 if ref.dtype.kind == "c" else np.float64)
+    out64 = out.astype(np.complex128 if out.dtype.kind == "c" else np.float64)
+    close = np.isclose(out64, ref64, rtol=rtol, atol=atol, equal_nan=True)
+    if close.all():
+        return None
+    diff = np.abs(out64 - ref64)
+    off = ~close
+    finite = off & np.isfinite(diff)
+    worst = f"max abs error {diff[finite].max():.3g}" if finite.any() else "all at NaN/inf positions"
+    return f"{int(off.sum())} of {ref.size} values off, {worst}"
+
+
 def _degenerate_reason(ref: np.ndarray, allowed_abs: float, rtol: float, distinct_inputs: bool) -> str:
     """Why ``ref`` cannot judge a candidate, or "" when it can (see the module docstring)."""
     scale = float(np.abs(ref).max())
@@ -160,10 +258,7 @@ def compare_arrays(
     diff = np.abs(cand - ref)
     finite = bool(np.isfinite(cand).all() and np.isfinite(ref).all())
     rel = diff / np.maximum(np.abs(ref), np.finfo(np.float32).tiny)
-    denom = np.linalg.norm(ref) * np.linalg.norm(cand)
-    cosine = float(np.dot(ref.ravel(), cand.ravel()) / denom) if denom > 0 else float(
-        np.array_equal(ref, cand)
-    )
+    cosine = whole_array_cosine(ref, cand)
     scale = float(np.abs(ref).max()) if ref.size and finite else 0.0
     allowed_abs = min(atol, max(rtol, SCALE_ATOL_FRACTION) * scale)
     allowed = allowed_abs + rtol * np.abs(ref)
@@ -174,7 +269,7 @@ def compare_arrays(
         failures.append(f"{int((diff > allowed).sum())} of {diff.size} values outside atol + rtol * |reference|")
     if finite and cosine < COSINE_MIN:
         failures.append(f"cosine {cosine:.4f} < {COSINE_MIN}")
-    top1 = topk_overlap = None
+    top1 = overlap = None
     if ref.ndim == 2 and ref.shape[1] > 1:
         ref_best, cand_best = ref.argmax(axis=1), cand.argmax(axis=1)
         top1 = float((ref_best == cand_best).mean())
@@ -185,9 +280,7 @@ def compare_arrays(
         if finite and changed:
             failures.append(f"top-1 class differs in {changed} of {len(ref)} rows (no tie in the reference)")
         if ref.shape[1] > topk:
-            best_ref = np.argsort(-ref, axis=1)[:, :topk]
-            best_cand = np.argsort(-cand, axis=1)[:, :topk]
-            topk_overlap = float(np.mean([len(set(a) & set(b)) / topk for a, b in zip(best_ref, best_cand)]))
+            overlap = topk_overlap(ref, cand, topk, stable=False)
     why_degenerate = ""
     if check_degenerate and finite and ref.size:
         why_degenerate = _degenerate_reason(ref, allowed_abs, rtol, distinct_inputs)
@@ -203,7 +296,7 @@ def compare_arrays(
         rtol=rtol,
         passed=not failures and not why_degenerate,
         topk=topk,
-        topk_agreement=topk_overlap,
+        topk_agreement=overlap,
         reference_scale=scale,
         effective_atol=allowed_abs,
         degenerate=bool(why_degenerate),

@@ -31,6 +31,7 @@ and each engine gets its own implementation:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -38,8 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploylab.errors import DeployLabError, require
+from deploylab.errors import DeployLabError, EngineError, require
 from deploylab.rewrite import RewriteRegistry
+from deploylab.text import first_line
 
 CUSTOM_DOMAIN = "ai.deploylab"
 CUSTOM_DOMAIN_VERSION = 1
@@ -162,25 +164,21 @@ def dynamo_translation_table() -> dict:
     return {torch.ops.deploylab.soft_clip.default: soft_clip_onnx}
 
 
-def export_with_custom_op(model: nn.Module, example: torch.Tensor, path: str | Path,
-                          exporter: str = "dynamo", with_translation: bool = True):
-    """Export ``model`` containing ``deploylab::soft_clip`` (batch dim dynamic).
+def custom_op_export_settings(exporter: str, with_translation: bool = True):
+    """What an exporter needs to translate ``deploylab::soft_clip``: ``(options, context)``.
 
-    ``with_translation=False`` shows what happens without the symbolic / translation
-    table (the export fails). Returns a :class:`deploylab.problems._common.ExportOutcome`.
+    ``options`` go to ``torch.onnx.export``; the export must run inside ``context`` (for
+    TorchScript it registers :data:`CUSTOM_OP_SYMBOLICS` only while exporting).
+    ``with_translation=False`` gives neither, to show the export failing without them;
+    :func:`deploylab.problems.custom.export_with_custom_op` uses both.
     """
-    from deploylab.problems._common import export_module
     from deploylab.rewrite import rewriting
 
-    common = dict(dynamic_dims={0: "batch"})
-    if exporter == "dynamo":
-        extra = {"custom_translation_table": dynamo_translation_table()} if with_translation else {}
-        return export_module(model, (example,), path, "dynamo", **common, **extra)
     if not with_translation:
-        return export_module(model, (example,), path, "torchscript", **common)
-    with rewriting(registry=CUSTOM_OP_SYMBOLICS):
-        return export_module(model, (example,), path, "torchscript",
-                             custom_opsets={CUSTOM_DOMAIN: CUSTOM_DOMAIN_VERSION}, **common)
+        return {}, contextlib.nullcontext()
+    if exporter == "dynamo":
+        return {"custom_translation_table": dynamo_translation_table()}, contextlib.nullcontext()
+    return {"custom_opsets": {CUSTOM_DOMAIN: CUSTOM_DOMAIN_VERSION}}, rewriting(registry=CUSTOM_OP_SYMBOLICS)
 
 
 # ---------------------------------------------------------------- 3. running it in ONNX Runtime
@@ -242,16 +240,18 @@ def custom_op_session(path: str | Path):
     """An ONNX Runtime session with onnxruntime-extensions' library (and the SoftClip PyOp) registered."""
     import onnxruntime as ort
 
+    from deploylab.backends.onnxruntime import new_session
+
     ext = require("onnxruntime_extensions", "onnxruntime-extensions", "running custom ops as Python kernels")
     register_pyop()
     options = ort.SessionOptions()
     options.register_custom_ops_library(ext.get_library_path())
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
+        return new_session(path, options, providers=["CPUExecutionProvider"])
+    except EngineError as exc:
         raise DeployLabError(
             f"ONNX Runtime cannot load {Path(path).name} even with onnxruntime-extensions: "
-            f"{str(exc).strip().splitlines()[0][:300]}; PyOps live in domain {PYOP_DOMAIN!r} - "
+            f"{first_line(exc.engine_text, limit=300)}; PyOps live in domain {PYOP_DOMAIN!r} - "
             "run retarget_domain() on the exported file first"
         ) from exc
 

@@ -20,8 +20,12 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
+import tempfile
 import time
 import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +37,7 @@ from deploylab.compare import ArrayComparison, ComparisonVerdicts, compare_array
 from deploylab.errors import DeployLabError
 from deploylab.onnx_tools import OnnxSummary, summarize_onnx
 from deploylab.paths import replace_when_done
+from deploylab.text import first_line
 
 EXPORTERS = ("dynamo", "torchscript")
 DYNAMO_MIN_OPSET = 18
@@ -105,12 +110,122 @@ def _captured_output(enabled: bool):
             lg.handlers, lg.propagate = handlers, propagate
 
 
+@contextlib.contextmanager
+def _native_output(enabled: bool) -> Iterator[list[str]]:
+    """Collect what C++ code writes to file descriptors 1 and 2 (Python's redirects cannot see it)."""
+    sink: list[str] = []
+    if not enabled:
+        yield sink
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        for fd in saved:
+            os.dup2(tmp.fileno(), fd)
+        try:
+            yield sink
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            tmp.seek(0)
+            sink.append(tmp.read().decode("utf-8", "replace"))
+
+
+def _check_exporter(exporter: str) -> None:
+    if exporter not in EXPORTERS:
+        raise DeployLabError(f"unknown exporter {exporter!r}; use one of {', '.join(EXPORTERS)}")
+
+
 def _parameter_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
 
 
 def _as_args(example_args) -> tuple:
     return tuple(example_args) if isinstance(example_args, (tuple, list)) else (example_args,)
+
+
+@dataclass
+class ExporterRun:
+    """One call of ``torch.onnx.export`` as :func:`run_exporter` made it: what it raised (None:
+    the file is written), warned, logged and printed from C++."""
+
+    exporter: str
+    path: Path
+    error: Exception | None
+    caught: list[warnings.WarningMessage]
+    log: str
+    native_log: str
+    seconds: float
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings as ``"Category: message"``, each once, in the order they came."""
+        return _dedupe(f"{w.category.__name__}: {w.message}" for w in self.caught)
+
+
+def run_exporter(
+    model: nn.Module,
+    example_args,
+    path: str | Path,
+    *,
+    exporter: str = "dynamo",
+    opset: int | None = None,
+    input_names: Sequence[str] = ("input",),
+    output_names: Sequence[str] = ("output",),
+    dynamic_dims: Mapping[int, str] | None = None,
+    dynamic_outputs: bool = False,
+    capture: bool = True,
+    capture_native: bool = False,
+    **options,
+) -> ExporterRun:
+    """Call ``torch.onnx.export`` once (eval mode, no_grad); never raises for an exporter failure.
+
+    The one place deploylab runs an exporter: :func:`export_onnx` raises and reports on top
+    of it, :func:`deploylab.problems.export_outcome` shows failures as lessons.
+    ``dynamic_dims`` maps axes of the first input to names (``{0: "batch", 2: "length"}``):
+    ``torch.export.Dim`` in ``dynamic_shapes`` for dynamo, ``dynamic_axes`` for TorchScript,
+    which also marks them on every output when ``dynamic_outputs`` (dynamo infers outputs).
+    ``capture`` keeps stdout, stderr and the exporters' loggers in ``log`` instead of the screen;
+    ``capture_native`` also keeps what C++ code prints to the process's descriptors 1 and 2
+    (the TorchScript exporter's own warnings). ``options`` go to ``torch.onnx.export`` as they
+    are (``custom_translation_table``, ``custom_opsets``, ``external_data``, ...).
+    """
+    _check_exporter(exporter)
+    args = _as_args(example_args)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    input_names, output_names = list(input_names), list(output_names)
+    kwargs: dict = dict(input_names=input_names, output_names=output_names, **options)
+    if opset is not None:
+        kwargs["opset_version"] = int(opset)
+    if exporter == "dynamo":
+        # Always let torch print its progress: with capture it goes into the log.
+        kwargs.update(dynamo=True, verbose=True)
+        if dynamic_dims:
+            dims = {axis: torch.export.Dim(name.replace(" ", "_"), min=1) for axis, name in dynamic_dims.items()}
+            kwargs["dynamic_shapes"] = tuple(dims if i == 0 else None for i in range(len(args)))
+    else:
+        kwargs.update(dynamo=False)
+        if dynamic_dims:
+            marked = input_names[:1] + (output_names if dynamic_outputs else [])
+            kwargs["dynamic_axes"] = {name: dict(dynamic_dims) for name in marked}
+    if isinstance(model, nn.Module):
+        model.eval()
+    error = None
+    start = time.perf_counter()
+    with (warnings.catch_warnings(record=True) as caught, _captured_output(capture) as log,
+          _native_output(capture_native) as native):
+        warnings.simplefilter("always")
+        try:
+            with torch.no_grad():
+                torch.onnx.export(model, args, str(path), **kwargs)
+        except Exception as exc:  # exporters raise many types; callers word the message
+            error = exc
+    return ExporterRun(exporter, path, error, list(caught), log.getvalue(), "".join(native),
+                       time.perf_counter() - start)
 
 
 def export_onnx(
@@ -135,52 +250,26 @@ def export_onnx(
     in ``report.log``; an opset other than the requested one raises an ExportWarning.
     ``metadata`` (str -> str) is written into the file's ``metadata_props``.
     """
-    if exporter not in EXPORTERS:
-        raise DeployLabError(f"unknown exporter {exporter!r}; use one of {', '.join(EXPORTERS)}")
+    _check_exporter(exporter)
     if opset is not None and not (7 <= int(opset) <= 30):
         raise DeployLabError(f"opset {opset!r} is out of range; ONNX opsets run from 7 to the low 20s")
     args = _as_args(example_args)
     if not args or not isinstance(args[0], torch.Tensor):
         raise DeployLabError("example_args must start with an input tensor, e.g. (torch.rand(1, 3, 224, 224),)")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    input_names = list(input_names or ["input"])
-    output_names = list(output_names or ["output"])
-    model = model.eval()
-    kwargs: dict = dict(input_names=input_names, output_names=output_names)
-    if opset is not None:
-        kwargs["opset_version"] = int(opset)
-    if exporter == "dynamo":
-        # Always let torch print its progress: with verbose=False it goes into report.log.
-        kwargs.update(dynamo=True, verbose=True,
-                      external_data=_parameter_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES)
-        if dynamic_batch:
-            batch = torch.export.Dim(BATCH_DIM_NAME, min=1)
-            kwargs["dynamic_shapes"] = tuple(
-                {0: batch} if i == 0 else None for i in range(len(args))
-            )
-    else:
-        kwargs.update(dynamo=False)
-        if dynamic_batch:
-            kwargs["dynamic_axes"] = {
-                name: {0: BATCH_DIM_NAME} for name in input_names[:1] + output_names
-            }
-    start = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught, _captured_output(not verbose) as log:
-        warnings.simplefilter("always")
-        with torch.no_grad():
-            try:
-                torch.onnx.export(model, args, str(path), **kwargs)
-            except Exception as exc:
-                raise _export_error(exc, exporter, log.getvalue()) from exc
-    seconds = time.perf_counter() - start
-    messages = _dedupe(f"{w.category.__name__}: {w.message}" for w in caught)
+    options = {"external_data": _parameter_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES} if exporter == "dynamo" else {}
+    run = run_exporter(model, args, path, exporter=exporter, opset=opset, input_names=input_names or ["input"],
+                       output_names=output_names or ["output"],
+                       dynamic_dims={0: BATCH_DIM_NAME} if dynamic_batch else None, dynamic_outputs=True,
+                       capture=not verbose, **options)
+    if run.error is not None:
+        raise _export_error(run.error, exporter) from run.error
     if verbose:
-        for w in caught:
+        for w in run.caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     _finish_file(path, dynamic_batch, metadata or {})
     summary = summarize_onnx(path)
-    report = ExportReport(exporter, opset, seconds, summary, dynamic_batch, messages, log.getvalue())
+    report = ExportReport(exporter, opset, run.seconds, summary, dynamic_batch, run.warnings, run.log)
     if dynamic_batch and summary.inputs and not isinstance(summary.inputs[0].shape[0], str):
         note = (
             f"asked for a dynamic batch, but {path.name}'s input {summary.inputs[0].name!r} has a fixed "
@@ -242,12 +331,10 @@ def _dedupe(messages) -> list[str]:
     return list(seen)
 
 
-def _export_error(exc: Exception, exporter: str, log: str) -> DeployLabError:
-    lines = [ln for ln in str(exc).strip().splitlines() if ln.strip()]
-    first = lines[0][:300] if lines else type(exc).__name__
+def _export_error(exc: Exception, exporter: str) -> DeployLabError:
     other = "torchscript" if exporter == "dynamo" else "dynamo"
     return DeployLabError(
-        f"the {exporter} exporter failed: {first}. Try exporter={other!r}, or rewrite the "
+        f"the {exporter} exporter failed: {first_line(exc, limit=300)}. Try exporter={other!r}, or rewrite the "
         "unsupported part of the model (notebook 07 shows how)"
     )
 

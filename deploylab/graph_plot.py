@@ -23,6 +23,7 @@ from matplotlib.path import Path as MplPath
 from matplotlib.textpath import TextPath
 
 from deploylab.errors import DeployLabError
+from deploylab.text import shape_text
 
 _FAMILIES = {  # family -> (legend label, face colour, op types)
     "conv": ("convolution", "#9ecae1", {"Conv", "ConvTranspose", "ConvInteger", "QLinearConv", "DeformConv"}),
@@ -69,7 +70,7 @@ def _text_width_in(text: str, points: float, bold: bool = False) -> float:
 
 
 def _dims(dims) -> str:
-    return "×".join(str(d) for d in dims) if len(dims) else "scalar"
+    return shape_text(list(dims), sep="×")
 
 
 def _shape_of(value_info: onnx.ValueInfoProto) -> str | None:

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from deploylab.dtypes import ELEMENT_TYPES, onnx_type_name
 from deploylab.errors import DeployLabError
+from deploylab.text import first_line, shape_text
 
-ONNX_DTYPE_NAMES = {
-    1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64",
-    9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 16: "bfloat16",
-    17: "float8e4m3fn", 19: "float8e5m2", 21: "uint4", 22: "int4",
-}
+#: ONNX type code -> deploylab's dtype name, read from :data:`deploylab.dtypes.ELEMENT_TYPES`.
+ONNX_DTYPE_NAMES = {t.onnx: t.name for t in ELEMENT_TYPES}
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class TensorInfo:
     shape: tuple
 
     def shape_text(self) -> str:
-        return "x".join(str(d) for d in self.shape) if self.shape else "scalar"
+        return shape_text(self.shape)
 
 
 @dataclass
@@ -91,7 +90,7 @@ def load_onnx(path: str | Path, load_external_data: bool = True):
     try:
         model = onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf DecodeError, OSError for missing external data, ...
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, limit=200)
         raise DeployLabError(
             f"{str(path)!r} is not a readable ONNX model ({detail}); re-export it, and keep any "
             ".onnx.data file next to it"
@@ -110,7 +109,7 @@ def _tensor_info(value_info) -> TensorInfo:
         d.dim_param if d.dim_param else (d.dim_value if d.HasField("dim_value") else "?")
         for d in ttype.shape.dim
     )
-    return TensorInfo(value_info.name, ONNX_DTYPE_NAMES.get(ttype.elem_type, str(ttype.elem_type)), dims)
+    return TensorInfo(value_info.name, onnx_type_name(ttype.elem_type), dims)
 
 
 def graph_inputs(model) -> list[TensorInfo]:

@@ -22,8 +22,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 
+from deploylab.batching import batch_feed, check_batch_bounds
+from deploylab.bench.checks import positive_int
 from deploylab.errors import DeployLabError
 
 PROFILE_BACKENDS = ("onnxruntime", "openvino")
@@ -106,18 +107,8 @@ class ProfileReport:
                 "precisions": self.precisions(), "layers": [asdict(layer) for layer in self.layers]}
 
 
-def _positive(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise DeployLabError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _feed(runner, batch_size: int, feed):
-    from deploylab.bench import batch_feed
-
     if feed is None:
-        from deploylab.batching import check_batch_bounds
-
         check_batch_bounds(runner, batch_size)
         feed = batch_feed(runner, batch_size)
     return runner.check(feed)
@@ -132,7 +123,7 @@ def profile_onnxruntime(model_path: str | Path, *, batch_size: int = 1, runs: in
     """
     from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 
-    runs, batch_size = _positive(runs, "runs"), _positive(batch_size, "batch size")
+    runs, batch_size = positive_int(runs, "runs"), positive_int(batch_size, "batch size")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise DeployLabError(f"warmup must be a non-negative integer, got {warmup!r}")
     with tempfile.TemporaryDirectory(prefix="deploylab-profile-") as tmp:
@@ -210,7 +201,7 @@ def profile_openvino(model_path: str | Path, *, batch_size: int = 1, runs: int =
     """
     from deploylab.backends.openvino import OpenVinoRunner
 
-    runs, batch_size = _positive(runs, "runs"), _positive(batch_size, "batch size")
+    runs, batch_size = positive_int(runs, "runs"), positive_int(batch_size, "batch size")
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise DeployLabError(f"warmup must be a non-negative integer, got {warmup!r}")
     runner = OpenVinoRunner(model_path, precision=precision, threads=threads, perf_count=True)
@@ -267,9 +258,8 @@ def optimized_graph_changes(model_path: str | Path, optimization: str = "all") -
     (dtype name -> count).
     """
     import onnx
-    import onnxruntime as ort
 
-    from deploylab.backends.onnxruntime import session_options
+    from deploylab.backends.onnxruntime import new_session, session_options
     from deploylab.onnx_tools import load_onnx
 
     def dtypes(model) -> dict[str, int]:
@@ -285,7 +275,7 @@ def optimized_graph_changes(model_path: str | Path, optimization: str = "all") -
         out = Path(tmp) / "optimized.onnx"
         options = session_options(optimization=optimization, optimized_model_path=out)
         options.log_severity_level = 3  # ORT warns that such a file is hardware specific: known, and temporary
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        new_session(path, options, providers=["CPUExecutionProvider"])
         optimized = onnx.load(str(out))
     after = Counter(node.op_type for node in optimized.graph.node)
     added = {op: after[op] - before.get(op, 0) for op in after if after[op] > before.get(op, 0)}

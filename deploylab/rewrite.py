@@ -360,24 +360,10 @@ def mmcls_classifier_rewrites() -> RewriteRegistry:
     global _MMCLS_REGISTRY
     if _MMCLS_REGISTRY is not None:
         return _MMCLS_REGISTRY
-    from deploylab.models.resnet import _quiet_mmcls_import
-
-    _quiet_mmcls_import()
-    from mmcls.models.classifiers.base import BaseClassifier
-    from mmcls.models.heads.cls_head import ClsHead
-    from mmcls.models.heads.linear_head import LinearClsHead
+    from deploylab.mmcls_compat import classifier_method_patches
 
     registry = RewriteRegistry("mmcls classifier: model(x) -> scores tensor")
-
-    @registry.register_method(BaseClassifier, "forward")
-    def forward(ctx, self, img, return_loss=True, **kwargs):
-        # Training needs labels; a deployed classifier only ever runs the test path.
-        return self.simple_test(img, **kwargs)
-
-    def head_simple_test(ctx, self, x, softmax=None, post_process=None):
-        return ctx.original(self, x, softmax=bool(ctx.option("softmax", False)), post_process=False)
-
-    registry.register_method(LinearClsHead, "simple_test")(head_simple_test)
-    registry.register_method(ClsHead, "simple_test")(head_simple_test)
+    for cls, method, replacement in classifier_method_patches():
+        registry.register_method(cls, method)(replacement)
     _MMCLS_REGISTRY = registry
     return registry

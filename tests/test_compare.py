@@ -493,3 +493,38 @@ def test_layerwise_refuses_graphs_that_share_no_tensor(tmp_path):
         paths.append(path)
     with pytest.raises(DeployLabError, match="share no tensor names"):
         compare_layerwise(OnnxRuntimeRunner(paths[0]), OnnxRuntimeRunner(paths[1]))
+
+
+# ---------------------------------------------------------------- the metric functions
+def test_whole_array_and_mean_row_cosine_are_different_numbers():
+    """Rows of very different norms: the whole-array cosine is dominated by the big row, the mean
+    per-row cosine weighs every row alike. Each verdict reports the one it names."""
+    from deploylab.compare import mean_row_cosine, row_cosines, whole_array_cosine
+    from deploylab.quantize.evaluate import fidelity
+
+    reference = np.array([[100.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    candidate = np.array([[100.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # the small row is orthogonal
+    assert row_cosines(reference, candidate).tolist() == pytest.approx([1.0, 0.0])
+    assert mean_row_cosine(reference, candidate) == pytest.approx(0.5)
+    assert whole_array_cosine(reference, candidate) == pytest.approx(10000 / 10001)
+    assert compare_arrays(reference, candidate).cosine_similarity == whole_array_cosine(reference, candidate)
+    assert fidelity(reference, candidate).mean_cosine == mean_row_cosine(reference, candidate)
+    assert whole_array_cosine(np.zeros(3), np.zeros(3)) == 1.0 and whole_array_cosine(np.zeros(3), np.ones(3)) == 0.0
+
+
+def test_max_abs_error_and_values_mismatch():
+    from deploylab.compare import max_abs_error, top1_agreement, topk_overlap, values_mismatch
+
+    assert max_abs_error(np.ones((2, 3)), np.ones((3, 2))) == float("inf")
+    assert max_abs_error(np.zeros(0), np.zeros(0)) == 0.0
+    assert max_abs_error([1.0, 2.0], [1.5, 2.0]) == 0.5
+    assert values_mismatch(np.ones(4), np.ones(4) + 1e-9, rtol=1e-5, atol=1e-6) is None
+    got = np.array([1.0, 2.0, np.nan, 4.5])
+    assert values_mismatch(np.array([1.0, 2.0, np.nan, 4.0]), got, rtol=0, atol=0.1) == (
+        "1 of 4 values off, max abs error 0.5")
+    assert values_mismatch(np.array([1.0]), np.array([np.inf]), rtol=0, atol=0.1) == (
+        "1 of 1 values off, all at NaN/inf positions")
+    ref = np.array([[3.0, 2.0, 1.0, 0.0], [0.0, 1.0, 2.0, 3.0]])
+    cand = np.array([[3.0, 1.0, 2.0, 0.0], [3.0, 1.0, 2.0, 0.0]])
+    assert top1_agreement(ref, cand) == 0.5
+    assert topk_overlap(ref, cand, k=2) == pytest.approx(0.5)  # {0, 1} vs {0, 2}; {3, 2} vs {0, 2}: one of two each

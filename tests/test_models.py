@@ -235,6 +235,21 @@ def test_mmcls_bundle_is_the_seeds_call(mmcls_bundle):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
 
 
+def test_matmul_mlp_spec_trains_or_loads_the_mlp(digits, tmp_path):
+    """No weights are shipped: the spec trains the MLP (seeded, a few seconds) to a useful accuracy,
+    and a saved state dict given as the checkpoint gives back the very same model."""
+    bundle = resolve_model("matmul_mlp", input_shape="2x1x32x32")
+    test = digits["test"]
+    assert bundle.example_input.shape == (2, 1, 32, 32) and bundle.reference(bundle.example_input).shape == (2, 10)
+    assert not bundle.model.training and "trained on sklearn digits (seed 0" in bundle.weights
+    assert accuracy(bundle.model, test.images, test.labels) > 0.93
+    path = tmp_path / "mlp.pt"
+    torch.save({k: v.detach().clone() for k, v in bundle.model.state_dict().items()}, path)
+    loaded = resolve_model("matmul_mlp", checkpoint=path, input_shape="2x1x32x32")
+    assert loaded.weights == "checkpoint mlp.pt"
+    np.testing.assert_array_equal(loaded.reference(bundle.example_input), bundle.reference(bundle.example_input))
+
+
 @pytest.mark.parametrize("spec, named", [
     ("nothing", "nothing"),
     ("torchvision:resnet999", "resnet999"),

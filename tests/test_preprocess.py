@@ -21,9 +21,9 @@ TOLERANCE = 1e-4
 
 @pytest.fixture(scope="module")
 def mmcls_config():
-    from deploylab.models.resnet import _quiet_mmcls_import, mmcls_config_path
+    from deploylab.mmcls_compat import mmcls_config_path, quiet_mmcls_import
 
-    _quiet_mmcls_import()
+    quiet_mmcls_import()
     import mmcv
 
     path = mmcls_config_path(CONFIG_NAME)

@@ -142,7 +142,8 @@ def test_custom_op_fails_without_translation_and_matches_pytorch_in_ort_with_it(
 def test_custom_onnx_file_is_valid_and_retargeted_for_pyop(tmp_path):
     import onnx
 
-    from deploylab.custom_ops import PYOP_DOMAIN, SoftClipNet, export_with_custom_op, retarget_domain
+    from deploylab.custom_ops import PYOP_DOMAIN, SoftClipNet, retarget_domain
+    from deploylab.problems.custom import export_with_custom_op
 
     outcome = export_with_custom_op(SoftClipNet(), torch.randn(2, 8), tmp_path / "net.onnx", "torchscript")
     onnx.checker.check_model(onnx.load(str(outcome.path)), full_check=True)  # schema registered

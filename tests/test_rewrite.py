@@ -187,7 +187,7 @@ def mmcls_rewrites():
 
 def test_mmcls_model_x_exports_logits_with_parity_and_dynamic_batch(mmcls_bundle, mmcls_rewrites, tmp_path):
     from deploylab.models.resnet import mmcls_logits
-    from deploylab.problems._common import export_module, run_onnx
+    from deploylab.problems._common import export_outcome, run_onnx
 
     model, x = mmcls_bundle.model, mmcls_bundle.example_input
     with pytest.raises(TypeError, match="gt_label"):  # without the rewrite, model(x) is the training path
@@ -195,8 +195,8 @@ def test_mmcls_model_x_exports_logits_with_parity_and_dynamic_batch(mmcls_bundle
     x2 = torch.rand((2,) + tuple(x.shape[1:]), generator=torch.Generator().manual_seed(3))
     with rewriting(registry=mmcls_rewrites):
         eager_scores = model(x2)
-        outcome = export_module(model, (x,), tmp_path / "mmcls_logits.onnx", "torchscript",
-                                dynamic_dims={0: "batch"})
+        outcome = export_outcome(model, (x,), tmp_path / "mmcls_logits.onnx", "torchscript",
+                                 dynamic_dims={0: "batch"})
     assert isinstance(eager_scores, torch.Tensor)
     assert outcome.ok, outcome.error
     assert outcome.ops[-1] == "Gemm"  # logits: no Softmax at the end (the (x, False) export ends in Softmax)
@@ -209,11 +209,11 @@ def test_mmcls_model_x_exports_logits_with_parity_and_dynamic_batch(mmcls_bundle
 
 def test_mmcls_softmax_option_and_dynamo_exporter(mmcls_bundle, mmcls_rewrites, tmp_path):
     from deploylab.models.resnet import mmcls_logits
-    from deploylab.problems._common import export_module, run_onnx
+    from deploylab.problems._common import export_outcome, run_onnx
 
     model, x = mmcls_bundle.model, mmcls_bundle.example_input
     with rewriting(registry=mmcls_rewrites, options={"softmax": True}):
-        outcome = export_module(model, (x,), tmp_path / "mmcls_probs.onnx", "dynamo")
+        outcome = export_outcome(model, (x,), tmp_path / "mmcls_probs.onnx", "dynamo")
     assert outcome.ok, outcome.error
     assert outcome.ops[-1] == "Softmax"
     probabilities = run_onnx(outcome.path, x.numpy())[0]

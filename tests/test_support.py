@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -210,6 +211,27 @@ def test_tensorrt_documented_table():
     assert tensorrt_documented("", "NotAnOp") == "unknown"
 
 
+def test_tensorrt_table_is_read_from_its_data_file_with_its_provenance(tmp_path, det_model, matrix):
+    from deploylab.support import TENSORRT_OPS_PATH, read_tensorrt_op_table, tensorrt_op_table
+
+    table = tensorrt_op_table()
+    assert TENSORRT_OPS_PATH.name == "tensorrt_onnx_ops.json"
+    assert TENSORRT_OPS_PATH.parent == MATRIX_PATH.parent
+    assert table.source.startswith("https://github.com/onnx/onnx-tensorrt/") and table.tensorrt.startswith("TensorRT 10")
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", table.read)
+    assert table.ops["Det"] == (False, "") and table.ops["Relu"] == (True, "")
+    report = check_support(det_model, ["onnxruntime"], matrix=matrix)
+    assert report.tensorrt_source == table.provenance and table.source in report.format()
+    with pytest.raises(DeployLabError, match="does not exist"):
+        read_tensorrt_op_table(tmp_path / "missing.json")
+    (tmp_path / "garbage.json").write_text("{not json")
+    with pytest.raises(DeployLabError, match="invalid JSON"):
+        read_tensorrt_op_table(tmp_path / "garbage.json")
+    (tmp_path / "old.json").write_text(json.dumps({"format": 0, "ops": {}}))
+    with pytest.raises(DeployLabError, match="missing source, tensorrt, read"):
+        read_tensorrt_op_table(tmp_path / "old.json")
+
+
 def test_cli_check_support_exit_codes(det_model, abs_model, tmp_path, capsys):
     assert main(["check-support", str(det_model)]) == 1
     out = capsys.readouterr().out
@@ -244,7 +266,7 @@ def test_build_support_matrix_small_limit_writes_and_caches(tmp_path):
 
 def test_cases_read_from_files_like_the_wheel_layout(tmp_path):
     """The on-disk node-test layout (model.onnx + test_data_set_0/*.pb) reads back and runs."""
-    from deploylab.support import _OrtCaseRunner
+    from deploylab.support import CaseRunner
 
     generated = list(iter_conformance_cases(limit=3))
     for case in generated:
@@ -258,7 +280,7 @@ def test_cases_read_from_files_like_the_wheel_layout(tmp_path):
                 (folder / f"{kind}_{i}.pb").write_bytes(tensor.SerializeToString())
     read = list(iter_conformance_cases(directory=tmp_path))
     assert [c.name for c in read] == [c.name for c in generated]
-    runner = _OrtCaseRunner()
+    runner = CaseRunner("onnxruntime")
     assert [run_case(c, runner)[0] for c in read] == [run_case(c, runner)[0] for c in generated]
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from deploylab.dtypes import PRECISION_NAMES, precision_name  # noqa: F401 (part of the runner vocabulary)
 from deploylab.errors import DeployLabError
+from deploylab.text import shape_text
 
 Dim = int | str | None  # a fixed size, a symbolic name, or unknown
 
@@ -33,14 +34,14 @@ class TensorSpec:
     bounds: tuple[tuple[str, int, int], ...] = ()
 
     def shape_text(self) -> str:
-        return "x".join("?" if d is None else str(d) for d in self.shape) or "scalar"
+        return shape_text(self.shape)
 
     def describe(self) -> str:
         return f"{self.name}: {np.dtype(self.dtype).name}[{self.shape_text()}]"
 
 
 def _shape_of(shape) -> str:
-    return "x".join(str(d) for d in shape) or "scalar"
+    return shape_text(shape)
 
 
 def out_of_bounds_message(input_name: str, dim: str, value: int, low: int, high: int) -> str:

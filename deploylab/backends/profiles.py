@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploylab.errors import DeployLabError
+from deploylab.text import shape_text
 
 Shape = tuple[int, ...]
 
@@ -32,10 +33,6 @@ class ShapeProfile:
     @classmethod
     def from_dict(cls, data: Mapping) -> ShapeProfile:
         return cls({n: (tuple(v["min"]), tuple(v["opt"]), tuple(v["max"])) for n, v in data.items()})
-
-
-def shape_text(shape) -> str:
-    return "x".join(str(d) for d in shape) if len(shape) else "scalar"
 
 
 def _split_specs(text: str) -> list[str]:

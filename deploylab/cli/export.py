@@ -9,6 +9,7 @@ from pathlib import Path
 
 from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge
 from deploylab.models import MODEL_SPEC_HELP
+from deploylab.text import shape_text
 
 
 def _cmd_export(args) -> int:
@@ -17,7 +18,7 @@ def _cmd_export(args) -> int:
 
     bundle = resolve_model(args.model, checkpoint=args.checkpoint, input_shape=args.input_shape,
                            init=args.reference_init)
-    print(f"model: {bundle.name} ({bundle.weights}), input {'x'.join(map(str, bundle.input_shape))}")
+    print(f"model: {bundle.name} ({bundle.weights}), input {shape_text(bundle.input_shape)}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = export_bundle(bundle, args.output, exporter=args.exporter, opset=args.opset,

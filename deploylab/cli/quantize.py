@@ -5,49 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from deploylab.cli._base import EXIT_OK
-from deploylab.errors import DeployLabError
 
 
 def _cmd_quantize(args) -> int:
-    from deploylab import quantize
+    from deploylab.quantize import quantize_model
 
-    if args.target == "tensorrt" and (args.mode != "int8" or args.backend != "onnxruntime"):
-        why = {"fp16": "an fp16 ONNX file is already what TensorRT 11 builds strongly typed for fp16",
-               "int4": "MatMulNBits is an ONNX Runtime operator TensorRT's parser does not import"}.get(
-            args.mode, "NNCF writes an OpenVINO IR, which TensorRT does not read")
-        flag = f"--mode {args.mode}" if args.mode != "int8" else "--backend openvino"
-        raise DeployLabError(f"--for tensorrt makes the int8 Q/DQ recipe (--mode int8 --backend onnxruntime), not "
-                             f"{flag}: {why}; drop --for tensorrt")
-    if args.mode != "int8":
-        given = [flag for flag, value in (("--calib-data", args.calib_data), ("--calib-method", args.calib_method),
-                                          ("--num-samples", args.num_samples)) if value is not None]
-        if given:
-            raise DeployLabError(f"{', '.join(given)} only apply to --mode int8 ({args.mode} needs no calibration)")
-        if args.backend == "openvino":
-            hint = ("an fp16 ONNX file runs in OpenVINO as it is" if args.mode == "fp16" else
-                    "MatMulNBits is an ONNX Runtime operator; OpenVINO compresses weights with nncf.compress_weights")
-            raise DeployLabError(f"--mode {args.mode} writes an ONNX file for ONNX Runtime; drop --backend openvino ({hint})")
-    suffix = ".xml" if args.backend == "openvino" else ".onnx"
-    if args.output.suffix != suffix:
-        raise DeployLabError(f"output {str(args.output)!r} must end in {suffix} for --backend {args.backend}")
-    if args.backend == "openvino" and args.calib_method not in (None, "minmax"):
-        raise DeployLabError(f"--calib-method {args.calib_method} is an ONNX Runtime calibrator; NNCF computes its own "
-                             "ranges (min/max statistics with bias correction): drop --calib-method")
-    if args.mode == "fp16":
-        report = quantize.convert_to_fp16(args.model, args.output)
-    elif args.mode == "int4":
-        report = quantize.quantize_int4_weights(args.model, args.output)
-    else:
-        samples, source = quantize.calibration_for_model(args.model, args.calib_data, args.num_samples)
-        print(f"calibration data: {source}")
-        if args.backend == "openvino":
-            report = quantize.quantize_int8_openvino(args.model, args.output, samples)
-        elif args.target == "tensorrt":
-            report = quantize.quantize_int8_for_tensorrt(args.model, args.output, samples,
-                                                         method=args.calib_method or "minmax")
-        else:
-            report = quantize.quantize_int8_onnxruntime(args.model, args.output, samples,
-                                                        method=args.calib_method or "minmax")
+    report = quantize_model(args.model, args.output, args.mode, backend=args.backend, target=args.target,
+                            calib_data=args.calib_data, calib_method=args.calib_method,
+                            num_samples=args.num_samples,
+                            on_calibration=lambda source: print(f"calibration data: {source}"))
     print(report.format())
     return EXIT_OK
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge, parse_sizes
 from deploylab.errors import DeployLabError
+from deploylab.text import shape_text
 
 
 def _candidate_runner(backend: str, args):
@@ -67,7 +68,7 @@ def _cmd_run(args) -> int:
     outputs = runner.infer(feed)
     name, scores = next(iter(outputs.items()))
     print(f"{runner.name} on {runner.providers[0] if hasattr(runner, 'providers') else runner.backend}: "
-          f"{name} {'x'.join(map(str, scores.shape))}")
+          f"{name} {shape_text(scores.shape)}")
     if scores.ndim != 2:
         print(np.array2string(scores, precision=4, threshold=40))
         return EXIT_OK
@@ -181,15 +182,20 @@ def _cmd_evaluate(args) -> int:
     return EXIT_OK if report.passed else EXIT_CHECK_FAILED
 
 
+def add_providers_argument(parser) -> None:
+    """``--providers``: ONNX Runtime execution providers with their options (see ``parse_providers``)."""
+    parser.add_argument("--providers", default=None, metavar="P[:K=V;...],...",
+                        help="ONNX Runtime execution providers in order, with options as ORT takes them, e.g. "
+                             "cuda:device_id=0,cpu or tensorrt:trt_engine_cache_path=cache,cuda,cpu (default: cpu)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("run", help="run a model on an image or .npy input and print the top-k")
     p.add_argument("model", type=Path, help="ONNX file, OpenVINO .xml or TensorRT .plan")
     p.add_argument("--input", required=True, type=Path, help="image file (jpg/png/...) or .npy array")
     p.add_argument("--backend", default=None, help="default: chosen from the file type")
     p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--providers", default=None, metavar="P[:K=V;...],...",
-                   help="ONNX Runtime execution providers in order, with options as ORT takes them, e.g. "
-                        "cuda:device_id=0,cpu or tensorrt:trt_engine_cache_path=cache,cuda,cpu (default: cpu)")
+    add_providers_argument(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("compare", help="compare backends on the same inputs; exit 1 unless every verdict is PASS")
@@ -205,9 +211,7 @@ def register(sub) -> None:
     p.add_argument("--rtol", type=float, default=1e-3)
     p.add_argument("--batch", default="1", help="batch sizes for seeded inputs, e.g. 1,4")
     p.add_argument("--layerwise", action="store_true", help="compare every intermediate tensor")
-    p.add_argument("--providers", default=None, metavar="P[:K=V;...],...",
-                   help="ONNX Runtime execution providers in order, with options as ORT takes them, e.g. "
-                        "cuda:device_id=0,cpu or tensorrt:trt_engine_cache_path=cache,cuda,cpu (default: cpu)")
+    add_providers_argument(p)
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser("evaluate", help="accuracy on the labelled photos and fidelity to a reference; exit 1 unless PASS")
@@ -219,7 +223,5 @@ def register(sub) -> None:
     p.add_argument("--views", type=int, default=320, help="augmented views of the labelled photos (default 320)")
     p.add_argument("--min-top1-agreement", type=float, default=0.99)
     p.add_argument("--max-kl", type=float, default=0.05, help="mean KL(reference || model) bound, nats")
-    p.add_argument("--providers", default=None, metavar="P[:K=V;...],...",
-                   help="ONNX Runtime execution providers in order, with options as ORT takes them, e.g. "
-                        "cuda:device_id=0,cpu or tensorrt:trt_engine_cache_path=cache,cuda,cpu (default: cpu)")
+    add_providers_argument(p)
     p.set_defaults(func=_cmd_evaluate)

@@ -215,9 +215,47 @@ def calibration_transforms(count: int, seed: int = 0) -> list[dict]:
     return _augmented_set(count, seed, _CALIBRATION_STREAM, _calibration_view, None)[2]
 
 
+# ---------------------------------------------------------------- the built-in sets, by input shape
+DIGITS_INPUT, IMAGENET_INPUT = (1, 32, 32), (3, 224, 224)
+DEFAULT_SAMPLES = {DIGITS_INPUT: 300, IMAGENET_INPUT: 64}
+
+
+def builtin_calibration(input_name: str, input_shape: Sequence, num_samples: int | None = None, seed: int = 0,
+                        preprocessing=None) -> tuple[np.ndarray, str]:
+    """The shipped calibration set that fits a model input, and a line saying what it is.
+
+    Chosen by the sample shape (``input_shape`` without its batch dim): 1x32x32 gets digits
+    from the train split (300 by default); an image input gets augmented views of the
+    shipped photos (64 by default), preprocessed with ``preprocessing`` (an
+    :class:`~deploylab.data.preprocess.ImagePreprocessing`, e.g. from the model file's
+    metadata) when its input shape matches, else with the mmcls pipeline (3x224x224 only).
+    Any other shape raises :class:`DeployLabError`: give representative inputs instead.
+    """
+    from deploylab.text import shape_text
+
+    sample_shape = tuple(input_shape[1:])
+    if sample_shape == DIGITS_INPUT:
+        count = num_samples or DEFAULT_SAMPLES[DIGITS_INPUT]
+        return digits_calibration(count, seed), f"{count} digits from the train split (seed {seed})"
+    if preprocessing is not None and sample_shape == preprocessing.input_shape:
+        count = num_samples or DEFAULT_SAMPLES[IMAGENET_INPUT]
+        return (image_calibration(count, seed, preprocessing=preprocessing),
+                f"{count} augmented views of the shipped photos, {preprocessing.name} (seed {seed})")
+    if sample_shape == IMAGENET_INPUT:
+        count = num_samples or DEFAULT_SAMPLES[IMAGENET_INPUT]
+        return image_calibration(count, seed), f"{count} augmented views of the shipped photos (seed {seed})"
+    raise DeployLabError(
+        f"no built-in calibration set for input {input_name!r} of shape {shape_text(tuple(input_shape))} (built in: "
+        "Nx1x32x32 digits, Nx3x224x224 photos); give representative inputs with --calib-data DIR_OR_NPZ"
+    )
+
+
 # ---------------------------------------------------------------- files
 def _shape_text(shape) -> str:
-    return "x".join("?" if not isinstance(d, (int, np.integer)) else str(d) for d in shape)
+    """Calibration messages show every dim that is not a fixed size (a name, None) as ``?``."""
+    from deploylab.text import shape_text
+
+    return shape_text([d if isinstance(d, (int, np.integer)) else None for d in shape])
 
 
 def check_calibration_array(array, input_shape: Sequence, source: str = "calibration data") -> np.ndarray:

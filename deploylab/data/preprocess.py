@@ -317,25 +317,6 @@ class ImagePreprocessing:
 
 
 # ---------------------------------------------------------------- config reading
-def _quiet_mmcv():
-    """Import mmcv (only mmcv: its Config) without its import-time warnings."""
-    import logging
-    import warnings
-
-    from deploylab.errors import require
-    from deploylab.models.resnet import _MMCLS_EXTRA
-
-    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
-    level = cpp_logger.level
-    cpp_logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return require("mmcv", _MMCLS_EXTRA, "reading an mmcls config")
-    finally:
-        cpp_logger.setLevel(level)
-
-
 def _load_mmcls_config(config: Any):
     if not isinstance(config, (str, Path)):
         if hasattr(config, "get") or isinstance(config, Mapping):
@@ -343,13 +324,13 @@ def _load_mmcls_config(config: Any):
         raise DeployLabError(
             f"config {config!r} is neither a path, an mmcls config name nor an mmcv Config"
         )
-    from deploylab.models.resnet import mmcls_config_path
+    from deploylab.mmcls_compat import mmcls_config_path, quiet_mmcv_import
 
     name = str(config)
     if name.startswith("mmcls:"):
         name = name[len("mmcls:") :]
     path = mmcls_config_path(name)
-    mmcv = _quiet_mmcv()
+    mmcv = quiet_mmcv_import("reading an mmcls config")
     try:
         return mmcv.Config.fromfile(str(path)), str(path)
     except Exception as exc:  # syntax errors, missing _base_ files, ...

@@ -5,7 +5,7 @@ knows whether torch is needed); the registry and its torch imports load on first
 """
 
 MODEL_SPEC_HELP = (
-    "lenet, resnet18, efficientnet_lite0 (efficientnet_lite1..4 with --checkpoint), "
+    "lenet, resnet18, efficientnet_lite0 (efficientnet_lite1..4 with --checkpoint), matmul_mlp, "
     "mmcls:<config path or name>, torchvision:<model name>"
 )
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from deploylab.errors import DeployLabError
+from deploylab.text import first_line
 
 MAX_KEYS_LISTED = 12
 
@@ -35,7 +36,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             # code pickled in the file: not advice to pass on for an unknown file.
             detail = "corrupt, or it pickles objects other than tensors"
         else:
-            detail = (text.splitlines()[0] if text else type(exc).__name__)[:200]
+            detail = first_line(exc, limit=200)
         raise DeployLabError(
             f"checkpoint {str(path)!r} could not be read as a PyTorch state dict with "
             f"weights_only=True ({detail}); re-download it, or re-save it with "

@@ -3,6 +3,9 @@
 Accepted specs:
 
 - ``lenet``: the notes' LeNet with the shipped digits weights, input 1x1x32x32;
+- ``matmul_mlp``: the digits MLP whose layers export as MatMul (int4 weight-only
+  quantization), trained with the seed in a few seconds (no weights shipped) unless
+  ``--checkpoint`` gives its state dict, input 1x1x32x32;
 - ``resnet18``: torchvision's ResNet-18 carrying the mmcls weights (real checkpoint if
   present, else seeded), input 1x3x224x224, output logits;
 - ``efficientnet_lite0``: EfficientNet-Lite0 with real ImageNet-1k weights from the
@@ -30,6 +33,7 @@ from torch import nn
 from deploylab.data.preprocess import ImagePreprocessing
 from deploylab.errors import DeployLabError
 from deploylab.models import MODEL_SPEC_HELP
+from deploylab.text import first_line, shape_text
 
 
 @dataclass
@@ -126,11 +130,9 @@ def _check_runs(bundle: ModelBundle, default_shape: tuple[int, ...]) -> ModelBun
     try:
         bundle.reference(bundle.example_input)
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0][:200]
-        shape = "x".join(map(str, bundle.input_shape))
         raise DeployLabError(
-            f"input shape {shape} does not fit model {bundle.name!r} ({first}); "
-            f"use a shape like {'x'.join(map(str, default_shape))}"
+            f"input shape {shape_text(bundle.input_shape)} does not fit model {bundle.name!r} "
+            f"({first_line(exc, limit=200)}); use a shape like {shape_text(default_shape)}"
         ) from exc
     return bundle
 
@@ -154,6 +156,8 @@ def resolve_model(
     kind = kind.lower()
     if kind == "lenet" and not arg:
         bundle, default = _lenet(checkpoint, input_shape, seed), (1, 1, 32, 32)
+    elif kind == "matmul_mlp" and not arg:
+        bundle, default = _matmul_mlp(checkpoint, input_shape, seed), (1, 1, 32, 32)
     elif kind == "resnet18" and not arg:
         bundle, default = _resnet18(checkpoint, input_shape, seed), (1, 3, 224, 224)
     elif kind.replace("-", "_") in LITE_SPECS and not arg:
@@ -177,7 +181,7 @@ def _efficientnet_lite(name, checkpoint, input_shape, seed) -> ModelBundle:
     resolution = lite_variant(name).resolution
     shape = tuple(input_shape or (1, 3, resolution, resolution))
     if len(shape) != 4 or shape[1] != 3:
-        raise DeployLabError(f"input shape {'x'.join(map(str, shape))} does not fit {name}: it takes "
+        raise DeployLabError(f"input shape {shape_text(shape)} does not fit {name}: it takes "
                              f"N x 3 x H x W images, e.g. 1x3x{resolution}x{resolution}")
     model, source = load_efficientnet_lite(name, checkpoint, image_size=shape[2:])
     x = _seeded_input(shape, seed) * 2 - 1  # the model's inputs lie in [-1, 1]
@@ -192,6 +196,14 @@ def _lenet(checkpoint, input_shape, seed) -> ModelBundle:
     weights = f"checkpoint {checkpoint or LENET_CHECKPOINT.name} (trained on sklearn digits)"
     x = _seeded_input(tuple(input_shape or LENET_INPUT_SHAPE), seed)
     return ModelBundle("lenet", model, (x,), weights, "logits", _plain_reference(model), labels="digits-10")
+
+
+def _matmul_mlp(checkpoint, input_shape, seed) -> ModelBundle:
+    from deploylab.models.mlp import MATMUL_MLP_INPUT_SHAPE, load_matmul_mlp
+
+    model, weights = load_matmul_mlp(checkpoint, seed)
+    x = _seeded_input(tuple(input_shape or MATMUL_MLP_INPUT_SHAPE), seed)
+    return ModelBundle("matmul_mlp", model, (x,), weights, "logits", _plain_reference(model), labels="digits-10")
 
 
 def _resnet18(checkpoint, input_shape, seed) -> ModelBundle:
@@ -210,12 +222,8 @@ def _resnet18(checkpoint, input_shape, seed) -> ModelBundle:
 
 
 def _mmcls(config, checkpoint, input_shape, seed) -> ModelBundle:
-    from deploylab.models.resnet import (
-        RESNET_INPUT_SHAPE,
-        build_mmcls_classifier,
-        mmcls_config_path,
-        resnet18_state_dict,
-    )
+    from deploylab.mmcls_compat import mmcls_config_path
+    from deploylab.models.resnet import RESNET_INPUT_SHAPE, build_mmcls_classifier, resnet18_state_dict
 
     path = mmcls_config_path(config)
     if path.name.startswith("resnet18_"):

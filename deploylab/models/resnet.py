@@ -7,6 +7,9 @@ rename, so one checkpoint serves both and their logits agree to float rounding.
 
 When the real OpenMMLab checkpoint is in ``data/checkpoints/`` it is used. It cannot be
 downloaded at run time here, so otherwise a seeded initialisation is used and announced.
+
+The mmcls config lookup and its quiet import live in :mod:`deploylab.mmcls_compat`
+(``mmcls_config_path`` and ``MMCLS_CONFIG_NAME`` stay importable from here).
 """
 
 from __future__ import annotations
@@ -17,17 +20,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deploylab.errors import DeployLabError, require
+from deploylab.errors import DeployLabError
 from deploylab.log import announce
+from deploylab.mmcls_compat import MMCLS_CONFIG_NAME, mmcls_config_path, quiet_mmcls_import
 from deploylab.paths import DATA_DIR
 
-MMCLS_CONFIG_NAME = "resnet18_8xb32_in1k.py"
 MMCLS_CHECKPOINT_NAME = "resnet18_8xb32_in1k_20210831-fbbb1da6.pth"
 RESNET18_CHECKPOINT = DATA_DIR / "checkpoints" / MMCLS_CHECKPOINT_NAME
 RESNET_INPUT_SHAPE = (1, 3, 224, 224)
 DEFAULT_SEED = 0
-
-_MMCLS_EXTRA = "mmcv==1.7.2 mmcls==0.25.0 (see the README: mmcv needs --no-build-isolation)"
 
 
 # ---------------------------------------------------------------- key mapping
@@ -60,43 +61,6 @@ def torchvision_to_mmcls(state: Mapping[str, torch.Tensor]) -> dict[str, torch.T
 
 
 # ---------------------------------------------------------------- mmcls route
-def mmcls_config_path(name: str = MMCLS_CONFIG_NAME) -> Path:
-    """Path of an mmcls config: an existing file, or a config name inside the installed mmcls."""
-    candidate = Path(name)
-    if candidate.is_file():
-        return candidate
-    _quiet_mmcls_import()
-    import mmcls
-
-    configs = Path(mmcls.__file__).parent / ".mim" / "configs"
-    matches = sorted(configs.rglob(candidate.name)) if configs.is_dir() else []
-    if not matches:
-        raise DeployLabError(
-            f"mmcls config {name!r} is neither a file nor a config of the installed mmcls "
-            f"({configs}); give a path to a config file, e.g. mmcls:{MMCLS_CONFIG_NAME}"
-        )
-    return matches[0]
-
-
-def _quiet_mmcls_import():
-    """Import mmcls.apis without mmcv's import-time noise."""
-    import logging
-    import warnings
-
-    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
-    level = cpp_logger.level
-    cpp_logger.setLevel(logging.ERROR)  # "No CUDA runtime is found": irrelevant on CPU
-    try:
-        with warnings.catch_warnings():
-            # mmcv 1.x warns about its 2.0 rename and missing compiled ops at import;
-            # neither matters for the pure-Python parts the course uses.
-            warnings.simplefilter("ignore", UserWarning)
-            require("mmcv", _MMCLS_EXTRA, "the mmcls route")
-            return require("mmcls.apis", _MMCLS_EXTRA, "the mmcls route")
-    finally:
-        cpp_logger.setLevel(level)
-
-
 def build_mmcls_classifier(
     config: str | Path = MMCLS_CONFIG_NAME,
     checkpoint: str | Path | Mapping[str, torch.Tensor] | None = None,
@@ -112,7 +76,7 @@ def build_mmcls_classifier(
     """
     from deploylab.models.checkpoint import load_state_dict_into, read_state_dict
 
-    apis = _quiet_mmcls_import()
+    apis = quiet_mmcls_import()
     torch.manual_seed(seed)
     model = apis.init_model(str(mmcls_config_path(str(config))), checkpoint=None, device="cpu")
     if checkpoint is not None:

@@ -19,8 +19,10 @@ the problem, and returns a :class:`ProblemReport` whose attempts say *right* or
 is given.
 """
 
-from deploylab.problems._common import DYNAMO_STEPS, Attempt, Check, ExportOutcome, ProblemReport, export_module
+from deploylab.problems._common import DYNAMO_STEPS, Attempt, Check, ExportOutcome, ProblemReport, export_outcome
 from deploylab.problems.scalars import SizeCheck, check_export_at_sizes
+
+export_module = export_outcome  # the name before deploylab.export.run_exporter became the one exporter core
 
 __all__ = [
     "DYNAMO_STEPS",
@@ -32,6 +34,7 @@ __all__ = [
     "check_export_at_sizes",
     "demonstrate_all",
     "export_module",
+    "export_outcome",
 ]
 
 

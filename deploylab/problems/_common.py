@@ -2,18 +2,13 @@
 
 The demos export small modules with settings :func:`deploylab.export.export_onnx` does
 not expose (a dynamic dimension other than the batch, scripted modules, custom
-translation tables), so they call ``torch.onnx.export`` here and keep its warnings,
-its log and the native (C++) messages the TorchScript exporter prints straight to the
-process's stderr.
+translation tables) and must show a failed export instead of raising, so they call the
+exporter core :func:`deploylab.export.run_exporter` and keep its warnings, its log and
+the native (C++) messages the TorchScript exporter prints straight to the process's stderr.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deploylab.errors import DeployLabError
-from deploylab.export import EXPORTERS, _captured_output  # one capture for every exporter call
+from deploylab.compare import max_abs_error
+from deploylab.errors import DeployLabError, EngineError
+from deploylab.export import run_exporter
+from deploylab.text import first_line
 
 _NOISE = (
     "You are using the legacy TorchScript-based ONNX export",
@@ -77,27 +74,7 @@ class ExportOutcome:
         return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _native_output(sink: list):
-    """Collect what C++ code writes to file descriptors 1 and 2 (Python's redirects cannot see it)."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            stream.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        for fd in saved:
-            os.dup2(tmp.fileno(), fd)
-        try:
-            yield
-        finally:
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            tmp.seek(0)
-            sink.append(tmp.read().decode("utf-8", "replace"))
-
-
-def export_module(
+def export_outcome(
     module: torch.nn.Module,
     args: Sequence,
     path: str | Path,
@@ -109,51 +86,24 @@ def export_module(
     output_names: Sequence[str] = ("y",),
     **options,
 ) -> ExportOutcome:
-    """Export ``module(*args)`` to ``path``; never raises for an exporter failure.
+    """Export ``module(*args)`` to ``path`` with :func:`deploylab.export.run_exporter`; never
+    raises for an exporter failure (the outcome carries its message, warnings and logs).
 
     ``dynamic_dims`` maps axes of the first input to names (e.g. ``{0: "batch", 2:
-    "length"}``), given to the dynamo exporter as ``dynamic_shapes`` with
-    ``torch.export.Dim`` and to the TorchScript one as ``dynamic_axes``. ``opset``
-    None means 17 for TorchScript (an opset of that exporter's era, If/Loop well supported) and the
-    default (>= 18) for dynamo. ``options`` go to ``torch.onnx.export`` as they are
-    (``custom_translation_table``, ``custom_opsets``, ...).
+    "length"}``). ``opset`` None means 17 for TorchScript (an opset of that exporter's era,
+    If/Loop well supported) and the default (>= 18) for dynamo. ``options`` go to
+    ``torch.onnx.export`` as they are (``custom_translation_table``, ``custom_opsets``, ...).
     """
-    if exporter not in EXPORTERS:
-        raise DeployLabError(f"unknown exporter {exporter!r}; use one of {', '.join(EXPORTERS)}")
-    args = tuple(args) if isinstance(args, (tuple, list)) else (args,)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kwargs = dict(input_names=list(input_names), output_names=list(output_names), **options)
-    if exporter == "dynamo":
-        kwargs.update(dynamo=True, verbose=True)
-        if opset is not None:
-            kwargs["opset_version"] = opset
-        if dynamic_dims:
-            dims = {axis: torch.export.Dim(name.replace(" ", "_"), min=1) for axis, name in dynamic_dims.items()}
-            kwargs["dynamic_shapes"] = tuple(dims if i == 0 else None for i in range(len(args)))
-    else:
-        kwargs.update(dynamo=False, opset_version=opset or 17)
-        if dynamic_dims:
-            kwargs["dynamic_axes"] = {input_names[0]: dict(dynamic_dims)}
-    native: list[str] = []
-    error = None
-    if isinstance(module, torch.nn.Module):
-        module.eval()
-    with warnings.catch_warnings(record=True) as caught, _captured_output(True) as log, _native_output(native):
-        warnings.simplefilter("always")
-        try:
-            with torch.no_grad():
-                torch.onnx.export(module, args, str(path), **kwargs)
-        except Exception as exc:  # exporters raise many types; the demo shows the message
-            error = _first_lines(exc)
-    messages = []
-    for w in caught:
-        text = f"{w.category.__name__}: {w.message}"
-        if not any(n in text for n in _NOISE) and text not in messages:
-            messages.append(text)
-    outcome = ExportOutcome(exporter, None if error else path, error, messages, log.getvalue(), "".join(native))
+    if exporter == "torchscript" and opset is None:
+        opset = 17
+    run = run_exporter(module, args, path, exporter=exporter, opset=opset, input_names=input_names,
+                       output_names=output_names, dynamic_dims=dynamic_dims, capture=True, capture_native=True,
+                       **options)
+    error = None if run.error is None else _first_lines(run.error)
+    messages = [w for w in run.warnings if not any(n in w for n in _NOISE)]
+    outcome = ExportOutcome(exporter, None if error else run.path, error, messages, run.log, run.native_log)
     if error is None:
-        outcome.ops, outcome.input_shapes = read_graph(path)
+        outcome.ops, outcome.input_shapes = read_graph(run.path)
     return outcome
 
 
@@ -173,27 +123,28 @@ def _first_lines(exc: BaseException) -> str:
     """The first line of an exporter error plus the most specific cause, ANSI colours removed."""
     import re
 
-    clean = lambda s: re.sub(r"\x1b\[[0-9;]*m", "", s).strip()  # noqa: E731
-    lines = [clean(ln) for ln in str(exc).splitlines() if clean(ln)]
-    head = lines[0] if lines else type(exc).__name__
+    def clean(error: BaseException) -> str:
+        return first_line(re.sub(r"\x1b\[[0-9;]*m", "", str(error)), limit=480)
+
+    head = clean(exc) or type(exc).__name__
     cause = exc.__cause__
     while cause is not None and cause.__cause__ is not None:
         cause = cause.__cause__
     if cause is not None:
-        cause_lines = [clean(ln) for ln in str(cause).splitlines() if clean(ln)]
-        if cause_lines and cause_lines[0] != head:
-            head = f"{head} [cause: {type(cause).__name__}: {cause_lines[0][:240]}]"
+        cause_line = clean(cause)
+        if cause_line and cause_line != head:
+            head = f"{head} [cause: {type(cause).__name__}: {first_line(cause_line, limit=240)}]"
     return f"{type(exc).__name__}: {head[:480]}"
 
 
 def ort_session(path: str | Path, options=None):
     """A CPU ONNX Runtime session; errors become DeployLabError with the engine's reason."""
-    import onnxruntime as ort
+    from deploylab.backends.onnxruntime import new_session
 
     try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise DeployLabError(f"ONNX Runtime cannot load {Path(path).name}: {str(exc).strip()[:300]}") from exc
+        return new_session(path, options, providers=["CPUExecutionProvider"])
+    except EngineError as exc:
+        raise DeployLabError(f"ONNX Runtime cannot load {Path(path).name}: {exc.engine_text.strip()[:300]}") from exc
 
 
 def run_onnx(path: str | Path, *inputs: np.ndarray, options=None) -> list[np.ndarray]:
@@ -201,14 +152,6 @@ def run_onnx(path: str | Path, *inputs: np.ndarray, options=None) -> list[np.nda
     session = ort_session(path, options)
     feed = {i.name: np.ascontiguousarray(x) for i, x in zip(session.get_inputs(), inputs)}
     return session.run(None, feed)
-
-
-def max_abs_error(reference, candidate) -> float:
-    """max |reference - candidate|, ``inf`` when the shapes differ."""
-    ref, cand = np.asarray(reference, dtype=np.float64), np.asarray(candidate, dtype=np.float64)
-    if ref.shape != cand.shape:
-        return float("inf")
-    return float(np.abs(ref - cand).max()) if ref.size else 0.0
 
 
 def eager(module: torch.nn.Module, *inputs) -> np.ndarray:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deploylab.compare import max_abs_error
 from deploylab.errors import DeployLabError
 from deploylab.problems._common import (
     Attempt,
@@ -30,8 +31,7 @@ from deploylab.problems._common import (
     ExportOutcome,
     ProblemReport,
     eager,
-    export_module,
-    max_abs_error,
+    export_outcome,
 )
 from deploylab.rewrite import RewriteRegistry, rewriting
 
@@ -73,7 +73,7 @@ def export_for_backend(module: nn.Module, example: torch.Tensor, path: str | Pat
                        exporter: str = "dynamo") -> ExportOutcome:
     """Export with :data:`BACKEND_ADAPTERS` active for ``backend`` (None: no adapter)."""
     with rewriting(backend=backend, registry=BACKEND_ADAPTERS):
-        return export_module(module, (example,), path, exporter, input_names=("h",), dynamic_dims={0: "batch"})
+        return export_outcome(module, (example,), path, exporter, input_names=("h",), dynamic_dims={0: "batch"})
 
 
 def run_in_backend(path: Path, backend: str, h: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ Three fixes, each checked on both paths in ONNX Runtime:
 3. **no control flow at all**: compute both branches and select with ``torch.where``,
    or find a closed form for the loop (here the number of halvings is
    ``ceil(log2(max|x|))``). Engines like this best: TensorRT documents restrictions on
-   ``If`` and ``Loop`` (see :data:`deploylab.support.TENSORRT_OPS`), none on ``Where``.
+   ``If`` and ``Loop`` (see NVIDIA's table in ``data/tensorrt_onnx_ops.json``, read by :func:`deploylab.support.nvidia.tensorrt_op_table`), none on ``Where``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deploylab.problems._common import Attempt, ProblemReport, export_module, run_checks
+from deploylab.problems._common import Attempt, ProblemReport, export_outcome, run_checks
 
 
 # ---------------------------------------------------------------- a branch
@@ -118,7 +118,7 @@ def attempt(module: nn.Module, route: str, example: torch.Tensor, checks,
     exporter = "dynamo" if route == "dynamo" else "torchscript"
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(workdir or tmp) / f"{name}_{exporter}{'_scripted' if scripted else ''}.onnx"
-        outcome = export_module(exported, (example,), path, exporter)
+        outcome = export_outcome(exported, (example,), path, exporter)
         outcome.warnings[:0] = notes
         results = run_checks(outcome.path, module, checks) if outcome.ok else []
     return Attempt(name, route, outcome, results)

@@ -13,21 +13,42 @@ from pathlib import Path
 
 import torch
 
+from deploylab.compare import max_abs_error
 from deploylab.custom_ops import (
     TENSORRT_PLUGIN_NOTES,
     SoftClipNet,
-    export_with_custom_op,
+    custom_op_export_settings,
     retarget_domain,
     run_custom_op_model,
 )
 from deploylab.errors import DeployLabError
-from deploylab.problems._common import Attempt, Check, ProblemReport, eager, max_abs_error, ort_session
+from deploylab.problems._common import (
+    Attempt,
+    Check,
+    ExportOutcome,
+    ProblemReport,
+    eager,
+    export_outcome,
+    ort_session,
+)
 
 CHECK_BATCHES = (3, 5)
 
 
 def _x(batch: int, seed: int) -> torch.Tensor:
     return torch.randn(batch, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def export_with_custom_op(model: torch.nn.Module, example: torch.Tensor, path: str | Path,
+                          exporter: str = "dynamo", with_translation: bool = True) -> ExportOutcome:
+    """Export ``model`` containing ``deploylab::soft_clip`` (batch dim dynamic).
+
+    ``with_translation=False`` shows what happens without the symbolic / translation
+    table (the export fails).
+    """
+    options, context = custom_op_export_settings(exporter, with_translation)
+    with context:
+        return export_outcome(model, (example,), path, exporter, dynamic_dims={0: "batch"}, **options)
 
 
 def attempt(exporter: str, with_translation: bool, workdir: str | Path | None = None) -> Attempt:

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deploylab.problems._common import Attempt, ProblemReport, export_module, run_checks
+from deploylab.problems._common import Attempt, ProblemReport, export_outcome, run_checks
 
 PAD = 2
 
@@ -60,8 +60,8 @@ def attempt(module: nn.Module, exporter: str, workdir: str | Path | None = None)
     """Export with dynamic batch and length at (2, 5); check at (2, 5) and (3, 9)."""
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(workdir or tmp) / f"{type(module).__name__}_{exporter}.onnx"
-        outcome = export_module(module, (_input(*CHECK_SHAPES[0], 0),), path, exporter,
-                                dynamic_dims={0: "batch", 1: "length"})
+        outcome = export_outcome(module, (_input(*CHECK_SHAPES[0], 0),), path, exporter,
+                                 dynamic_dims={0: "batch", 1: "length"})
         checks = []
         if outcome.ok:
             inputs = [(f"batch {b}, length {n}", (_input(b, n, i + 1),)) for i, (b, n) in enumerate(CHECK_SHAPES)]

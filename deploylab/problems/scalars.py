@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from deploylab.errors import DeployLabError
-from deploylab.problems._common import Attempt, ProblemReport, export_module, run_checks
+from deploylab.problems._common import Attempt, ProblemReport, export_outcome, run_checks
 
 DEFAULT_SHAPE = (2, 4, None)  # (batch, tokens, features); None: the size that varies
 DEFAULT_SIZES = (16, 64)
@@ -91,7 +91,7 @@ def export_at_size(module: nn.Module, size: int, exporter: str, path: str | Path
                    shape: tuple = DEFAULT_SHAPE):
     """Export ``module`` with the varying dim at ``size`` and declared dynamic."""
     axis = _varying_axis(shape)
-    return export_module(module, (_input(shape, size, 0),), path, exporter, dynamic_dims={axis: "length"})
+    return export_outcome(module, (_input(shape, size, 0),), path, exporter, dynamic_dims={axis: "length"})
 
 
 def attempt_at_sizes(module: nn.Module, sizes=DEFAULT_SIZES, exporter: str = "dynamo",

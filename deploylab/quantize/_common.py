@@ -84,8 +84,12 @@ def _kib(n: int) -> str:
     return f"{n / 1024:,.1f} KiB"
 
 
-def file_bytes(path: str | Path) -> int:
-    """Size on disk of a model: the .onnx plus its external data files, or an IR's .xml + .bin."""
+def file_bytes(path: str | Path, model=None) -> int:
+    """Size on disk of a model: the .onnx plus its external data files, or an IR's .xml + .bin.
+
+    ``model``: the .onnx file as saved or loaded without its external data (its tensors still name
+    their data files), so that the file is not read again.
+    """
     path = Path(path)
     total = path.stat().st_size
     if path.suffix == ".xml" and path.with_suffix(".bin").is_file():
@@ -93,7 +97,7 @@ def file_bytes(path: str | Path) -> int:
     if path.suffix == ".onnx":
         import onnx
 
-        model = onnx.load(str(path), load_external_data=False)
+        model = model if model is not None else onnx.load(str(path), load_external_data=False)
         locations = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
         total += sum((path.parent / loc).stat().st_size for loc in locations if (path.parent / loc).is_file())
     return total
@@ -106,7 +110,7 @@ def _tensor_bytes(tensor) -> int:
 
 def weight_bytes(model_or_path) -> int:
     """Bytes of all constant tensors (initializers and Constant node values), sub-byte types packed."""
-    model = _as_model(model_or_path, load_external_data=False)
+    model = load_onnx_model(model_or_path, load_external_data=False)
     total = sum(_tensor_bytes(t) for t in model.graph.initializer)
     for node in model.graph.node:
         if node.op_type == "Constant":
@@ -115,13 +119,32 @@ def weight_bytes(model_or_path) -> int:
 
 
 def op_histogram(model_or_path) -> dict[str, int]:
-    model = _as_model(model_or_path, load_external_data=False)
+    model = load_onnx_model(model_or_path, load_external_data=False)
     counts = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}.{n.op_type}"
                      for n in model.graph.node)
     return dict(counts.most_common())
 
 
-def _as_model(model_or_path, load_external_data: bool = True):
+def onnx_report(mode: str, tool: str, onnx_in: str | Path, onnx_out: str | Path, seconds: float, source_model,
+                output_model=None, **fields) -> QuantizationReport:
+    """The :class:`QuantizationReport` of an ONNX-to-ONNX step, sizes and op counts filled in.
+
+    ``source_model``: the loaded input model (its weights are counted without reading the file
+    again); ``output_model``: the output as saved (or loaded without external data), else
+    ``onnx_out`` is read. ``fields``: the
+    report's other fields (settings, method, notes, ...); an explicit ``weight_bytes_before`` or
+    ``op_histogram`` wins over the computed one.
+    """
+    written = output_model if output_model is not None else load_onnx_model(onnx_out, load_external_data=False)
+    computed = {"weight_bytes_before": weight_bytes(source_model), "weight_bytes_after": weight_bytes(written),
+                "op_histogram": op_histogram(written)}
+    return QuantizationReport(mode=mode, tool=tool, source=str(onnx_in), output=str(onnx_out), seconds=seconds,
+                              file_bytes_before=file_bytes(onnx_in), file_bytes_after=file_bytes(onnx_out, written),
+                              **{**computed, **fields})
+
+
+def load_onnx_model(model_or_path, load_external_data: bool = True):
+    """A loaded ``onnx.ModelProto``: ``model_or_path`` itself, or the file it names."""
     if isinstance(model_or_path, (str, Path)):
         from deploylab.onnx_tools import load_onnx
 
@@ -133,7 +156,7 @@ def single_input(model_or_path):
     """The one graph input of a model (as :class:`deploylab.onnx_tools.TensorInfo`)."""
     from deploylab.onnx_tools import graph_inputs
 
-    model = _as_model(model_or_path, load_external_data=False)
+    model = load_onnx_model(model_or_path, load_external_data=False)
     inputs = graph_inputs(model)
     if len(inputs) != 1:
         names = ", ".join(f"{t.name}: {t.dtype}[{t.shape_text()}]" for t in inputs) or "none"

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from deploylab.batching import predict
+from deploylab.compare import max_abs_error, mean_kl_divergence, mean_row_cosine, top1_agreement, topk_overlap
 from deploylab.errors import DeployLabError
 
 
@@ -38,7 +39,7 @@ class Fidelity:
     """A candidate's outputs against the reference's on the same inputs."""
 
     top1_agreement: float  # fraction of rows with the same argmax
-    mean_cosine: float  # mean over rows of the cosine similarity of output vectors
+    mean_cosine: float  # mean per-row cosine (compare.mean_row_cosine), not the whole-array cosine
     max_abs_error: float
     samples: int
     top5_overlap: float | None = None  # mean fraction of the reference's 5 best among the candidate's 5 best
@@ -73,23 +74,15 @@ def fidelity(reference_outputs: np.ndarray, candidate_outputs: np.ndarray) -> Fi
             "run both models on the same non-empty inputs"
         )
     ref, cand = ref.reshape(len(ref), -1), cand.reshape(len(cand), -1)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1)
-    dots = np.einsum("ij,ij->i", ref, cand)
-    both_zero = norms == 0
-    cosine = np.where(both_zero, np.all(ref == cand, axis=1).astype(float), dots / np.where(both_zero, 1, norms))
     top5 = kl = None
     if ref.shape[1] > 5:
-        best_ref = np.argsort(-ref, axis=1, kind="stable")[:, :5]
-        best_cand = np.argsort(-cand, axis=1, kind="stable")[:, :5]
-        top5 = float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(best_ref, best_cand)]))
+        top5 = topk_overlap(ref, cand, 5)
     if ref.shape[1] > 1:
-        p, q = _probabilities(ref), _probabilities(cand)
-        tiny = np.finfo(np.float64).tiny
-        kl = float(np.mean(np.sum(p * (np.log(np.maximum(p, tiny)) - np.log(np.maximum(q, tiny))), axis=1)))
+        kl = mean_kl_divergence(_probabilities(ref), _probabilities(cand))
     return Fidelity(
-        top1_agreement=float((ref.argmax(axis=1) == cand.argmax(axis=1)).mean()),
-        mean_cosine=float(cosine.mean()),
-        max_abs_error=float(np.abs(ref - cand).max()),
+        top1_agreement=top1_agreement(ref, cand),
+        mean_cosine=mean_row_cosine(ref, cand),
+        max_abs_error=max_abs_error(ref, cand),
         samples=len(ref),
         top5_overlap=top5,
         mean_kl=kl,

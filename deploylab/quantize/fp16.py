@@ -27,11 +27,9 @@ from deploylab.errors import DeployLabError
 from deploylab.quantize._common import (
     QuantizationReport,
     check_onnx_valid,
-    file_bytes,
-    op_histogram,
+    onnx_report,
     quiet_tools,
     topological_sort,
-    weight_bytes,
 )
 
 
@@ -70,18 +68,9 @@ def convert_to_fp16(
     onnx.save(converted, str(onnx_out))
     check_onnx_valid(onnx_out)
     seconds = time.perf_counter() - start
-    return QuantizationReport(
-        mode="fp16",
-        tool="onnxruntime.transformers.float16",
-        source=str(onnx_in),
-        output=str(onnx_out),
-        seconds=seconds,
-        file_bytes_before=file_bytes(onnx_in),
-        file_bytes_after=file_bytes(onnx_out),
-        weight_bytes_before=weight_bytes(model),
-        weight_bytes_after=weight_bytes(converted),
+    return onnx_report(
+        "fp16", "onnxruntime.transformers.float16", onnx_in, onnx_out, seconds, model, converted,
         settings={"keep_io_types": keep_io_types,
                   "op_block_list": "ORT default" if op_block_list is None else list(op_block_list)},
-        op_histogram=op_histogram(converted),
         notes=messages[:5],
     )

@@ -9,24 +9,24 @@ the file (OpenVINO has its own route, ``nncf.compress_weights``).
 
 Only ``MatMul`` with a constant 2-D weight is covered. PyTorch exports ``nn.Linear`` on a
 2-D input (N, features) as ``Gemm``, which this quantizer skips, so LeNet has nothing to
-quantize. :class:`MatMulMLP` feeds its Linear layers a 3-D input (N, 1, features), which
-exports as ``MatMul`` + ``Add``.
+quantize. :class:`deploylab.models.mlp.MatMulMLP` feeds its Linear layers a 3-D input
+(N, 1, features), which exports as ``MatMul`` + ``Add``; :func:`export_matmul_mlp` exports it.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from deploylab.errors import DeployLabError
+from deploylab.models.mlp import MatMulMLP, MlpTrainingReport, train_matmul_mlp  # noqa: F401  (re-exported here)
 from deploylab.quantize._common import (
     QuantizationReport,
     check_onnx_valid,
-    file_bytes,
+    onnx_report,
     op_histogram,
     quiet_tools,
     weight_bytes,
@@ -98,81 +98,20 @@ def quantize_int4_weights(
     seconds = time.perf_counter() - start
     histogram = op_histogram(onnx_out)
     done = histogram.get("com.microsoft.MatMulNBits", 0)
-    return QuantizationReport(
-        mode="int4",
-        tool="onnxruntime MatMulNBitsQuantizer",
-        source=str(onnx_in),
-        output=str(onnx_out),
-        seconds=seconds,
-        file_bytes_before=file_bytes(onnx_in),
-        file_bytes_after=file_bytes(onnx_out),
-        weight_bytes_before=before_weights,
-        weight_bytes_after=weight_bytes(onnx_out),
+    # The quantizer rewrites ``model`` in place: its weights were counted before.
+    return onnx_report(
+        "int4", "onnxruntime MatMulNBitsQuantizer", onnx_in, onnx_out, seconds, model,
+        weight_bytes_before=before_weights, op_histogram=histogram,
         settings={"block_size": block_size, "symmetric": symmetric, "accuracy_level": accuracy_level,
                   "matmuls": f"{done} of {len(targets)}"},
-        op_histogram=histogram,
         notes=[] if done == len(targets) else [f"only {done} of {len(targets)} MatMul weights were quantized"],
     )
 
 
 # ---------------------------------------------------------------- a model made of MatMuls
-class MatMulMLP(nn.Module):
-    """A digits MLP whose Linear layers export as MatMul: input (N, 1, 32, 32), output (N, 10).
-
-    The image is flattened to (N, 1, 1024), not (N, 1024): on a 3-D input PyTorch exports
-    ``nn.Linear`` as ``MatMul`` + ``Add`` instead of ``Gemm``, which is what int4
-    weight-only quantization (MatMulNBits) works on.
-    """
-
-    def __init__(self, hidden: tuple[int, int] = (128, 64)) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(32 * 32, hidden[0])
-        self.fc2 = nn.Linear(hidden[0], hidden[1])
-        self.fc3 = nn.Linear(hidden[1], 10)
-
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        x = img.flatten(2)  # (N, 1, 1024): keeps a middle dim so Linear exports as MatMul
-        x = torch.relu(self.fc1(x))
-        x = torch.relu(self.fc2(x))
-        return self.fc3(x).flatten(1)
-
-
-@dataclass
-class MlpTrainingReport:
-    """What :func:`train_matmul_mlp` did: settings, time (s), accuracies on the fixed digits split."""
-
-    seed: int
-    epochs: int
-    seconds: float
-    train_accuracy: float
-    test_accuracy: float
-    losses: list[float] = field(default_factory=list)
-
-
-def train_matmul_mlp(seed: int = 0, epochs: int = 15, batch_size: int = 64,
-                     learning_rate: float = 2e-3) -> tuple[MatMulMLP, MlpTrainingReport]:
-    """Train :class:`MatMulMLP` on the digits train split (1-3 s on one core; 96-97 % test accuracy).
-
-    Adam with a cosine schedule, one thread (as for LeNet: the layers are too small to
-    gain from more), seeded initialisation and data order.
-    """
-    from deploylab.data.digits import load_digits_split
-    from deploylab.models.lenet import accuracy
-    from deploylab.models.training import fit_classifier
-
-    train, test = load_digits_split("train"), load_digits_split("test")
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    model = MatMulMLP()
-    losses, seconds = fit_classifier(model, torch.from_numpy(train.images), torch.from_numpy(train.labels),
-                                     epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                     generator=generator)
-    report = MlpTrainingReport(seed, epochs, seconds, accuracy(model, train.images, train.labels),
-                               accuracy(model, test.images, test.labels), losses)
-    return model, report
-
-
-def export_matmul_mlp(model: MatMulMLP, path: str | Path, opset: int = 17):
+# The MLP and its training live in deploylab.models.mlp; exporting it so that its layers stay
+# MatMul nodes is the int4 lesson's own step.
+def export_matmul_mlp(model: nn.Module, path: str | Path, opset: int = 17):
     """Export the MLP (TorchScript exporter, symbolic batch) so its layers are MatMul nodes."""
     from deploylab.export import export_onnx
 

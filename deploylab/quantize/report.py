@@ -31,8 +31,21 @@ from pathlib import Path
 
 import numpy as np
 
+from deploylab.backends.tensorrt.qdq import (  # noqa: F401  (re-exported: notebooks and tests import them here)
+    TENSORRT_QUANTIZED_TYPES,
+    TensorRTQdqProblem,
+    summarize_tensorrt_problems,
+    tensorrt_qdq_problems,
+)
 from deploylab.errors import DeployLabError
+from deploylab.onnx_qdq import model_of, nonzero, qdq_nodes
 from deploylab.quantize._common import QuantizationReport
+from deploylab.quantize.int8 import (
+    collect_tensors_data,
+    prepare_for_quantization,
+    quantize_int8_from_ranges,
+    split_int8_options,
+)
 from deploylab.quantize.evaluate import (
     Fidelity,
     FidelityBudget,
@@ -43,11 +56,6 @@ from deploylab.quantize.evaluate import (
     labelled_accuracy,
     predict,
 )
-
-# Options of quantize_int8_onnxruntime that change the calibration itself (one pass each);
-# all the others only change how the calibrated ranges are turned into Q/DQ nodes.
-_CALIBRATION_KEYS = ("method", "calibrator_options", "batch_size")
-
 
 def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
@@ -74,40 +82,43 @@ def quantize_variants(
     Each report's ``seconds`` is its own quantization time; the shared calibration time
     is in its notes.
     """
-    from deploylab.quantize.int8 import collect_tensors_data, prepare_for_quantization, quantize_int8_onnxruntime
+    from deploylab.onnx_tools import load_onnx
 
     onnx_in, out_dir = Path(onnx_in), Path(out_dir)
     if not variants:
         raise DeployLabError("no variants to build; give {name: quantize_int8_onnxruntime options}")
+    split = {}
     for name, options in variants.items():
         if not isinstance(options, Mapping):
             raise DeployLabError(f"variant {name!r}: options must be a dict of quantize_int8_onnxruntime "
                                  f"arguments, got {type(options).__name__}")
-        fixed = {"preprocess", "progress", "_tensors", "onnx_in", "onnx_out", "calibration"} & set(options)
+        fixed = {"preprocess", "progress", "onnx_in", "onnx_out", "calibration"} & set(options)
         if fixed:
             raise DeployLabError(f"variant {name!r} sets {', '.join(sorted(fixed))}, which quantize_variants "
                                  "decides for all variants")
+        split[name] = split_int8_options(options)
     stem = stem or onnx_in.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     reports: dict[str, QuantizationReport] = {}
     with tempfile.TemporaryDirectory(prefix="deploylab-variants-") as tmp:
         source, pre_notes = (prepare_for_quantization(onnx_in, Path(tmp) / "prep.onnx") if preprocess
                              else (onnx_in, []))
+        source_model = load_onnx(source)
+        preprocessed = preprocess and source != onnx_in
         calibrated: dict[tuple, tuple[object, float]] = {}
-        for name, options in variants.items():
-            options = dict(options)
-            method = options.setdefault("method", "minmax")
-            key = (method, repr(sorted((options.get("calibrator_options") or {}).items())),
-                   options.get("batch_size"))
+        for name, (calibration_options, qdq) in split.items():
+            method = calibration_options.get("method", "minmax")
+            key = (method, repr(sorted((calibration_options.get("calibrator_options") or {}).items())),
+                   calibration_options.get("batch_size"))
             if key not in calibrated:
                 start = time.perf_counter()
-                tensors = collect_tensors_data(source, calibration, method, options.get("batch_size"),
-                                               options.get("calibrator_options"), progress=progress)
+                tensors = collect_tensors_data(source, calibration, method, calibration_options.get("batch_size"),
+                                               calibration_options.get("calibrator_options"), progress=progress,
+                                               model=source_model)
                 calibrated[key] = (tensors, time.perf_counter() - start)
             tensors, calibration_seconds = calibrated[key]
-            report = quantize_int8_onnxruntime(source, out_dir / f"{stem}_{_slug(name)}.onnx", calibration,
-                                               preprocess=False, progress=progress, _tensors=tensors, **options)
-            preprocessed = preprocess and source != onnx_in
+            report = quantize_int8_from_ranges(source, out_dir / f"{stem}_{_slug(name)}.onnx", tensors, qdq,
+                                               method, len(calibration), source_model=source_model)
             reports[name] = dataclasses.replace(
                 report, source=str(onnx_in),
                 settings={**report.settings, "preprocessed": preprocessed},
@@ -294,124 +305,9 @@ def zero_range_tensors(onnx_path: str | Path, ranges: Mapping[str, tuple[float, 
             for name, (low, high) in ranges.items() if low == 0 and high == 0]
 
 
-# ---------------------------------------------------------------- Q/DQ format, TensorRT's rules
-# What TensorRT's ONNX parser does with QuantizeLinear/DequantizeLinear, read in onnx-tensorrt's
-# onnxOpImporters.cpp, QuantDequantLinearHelper, in release 10.1-GA (branch 10.1-GA, lines 1345-1657:
-# uint8 checks 1349 and 1354, int8 default 1424, uint8 warning 1457, symmetric check 1491, accepted
-# types 1593), 10.6 GA (commit 0137504e) and 10.15 GA (commit dd0a3a9f, the newest release available
-# here; the TensorRT 11 parser's source was not. The symmetric rule and the accepted types held from
-# 10.1 to 10.15; the uint8 handling and the messages changed):
-# - the quantized type is the zero point's type; without a zero point the parser uses int8 (its
-#   comment: "ONNX default is UINT8, TRT will default to INT8"), so a QuantizeLinear that ONNX runs in
-#   uint8 [0, 255] runs in int8 [-128, 127] in TensorRT;
-# - a uint8 zero point: 10.1 and 10.6 reject it on a QuantizeLinear ("Found unsupported input type of
-#   UINT8") and read it as int8 on a DequantizeLinear with a warning; 10.15 reads it as int8 on both
-#   ("supports ... UINT8 zero_point only on DLA ... Defaulting to INT8"); a uint8 *weight* feeding a
-#   DequantizeLinear is rejected in all of them (uint8 only with the DLA-only parser flag
-#   kENABLE_UINT8_AND_ASYMMETRIC_QUANTIZATION_DLA, 10.11+);
-# - a zero point that is not all zeros is rejected: "TensorRT only supports symmetric quantization. The
-#   zero point for the QuantizeLinear/DequantizeLinear operator must be all zeros" (10.1), "Non-zero
-#   zero point is not supported" (10.15); a zero point computed at run time must still be a build-time
-#   constant of zeros (IDequantizeLayer's documentation);
-# - accepted quantized types: INT8, FP8 (ONNX float8e4m3fn only: the other float8 types do not convert),
-#   INT4 and, since 10.8, FP4 (float4e2m1). TensorRT's "Working with Quantized Types" (10.11, 11.0,
-#   11.3): symmetric only; INT4 is weight-only quantization;
-# - any other zero-point type (the int32 of a bias ONNX Runtime quantized) is read as int8, and the
-#   DequantizeLayer then refuses its int32 input: "only activation types allowed as input to this
-#   layer" (microsoft/onnxruntime#14229, #17738).
-TENSORRT_QUANTIZED_TYPES = ("int8", "float8e4m3fn", "float4e2m1")
-TENSORRT_WEIGHT_ONLY_TYPES = ("int4",)  # only on a DequantizeLinear of a constant (weight-only)
-_SHOWN_VALUES = 4
-
-
-@dataclass(frozen=True)
-class _QdqNode:
-    """One QuantizeLinear/DequantizeLinear node as the checks read it."""
-
-    node: object  # onnx.NodeProto
-    tensor: str  # the tensor quantized (Q) or dequantized (DQ): the node's input 0
-    quantized_type: str  # the integer/float8 side, an ONNX type name ("int8", "uint8", "int32", ...)
-    zero_point: np.ndarray | None  # None: no zero point input, or one that is not a constant
-    zero_point_constant: bool  # False when a zero point is given but computed in the graph
-    constant_input: bool  # a DequantizeLinear of a constant (weights, a bias)
-
-    @property
-    def has_zero_point(self) -> bool:
-        return len(self.node.input) > 2 and bool(self.node.input[2])
-
-
-def _dtype_name(code: int) -> str:
-    import onnx
-
-    from deploylab.onnx_tools import ONNX_DTYPE_NAMES
-
-    if code in ONNX_DTYPE_NAMES:
-        return ONNX_DTYPE_NAMES[code]
-    try:
-        return onnx.TensorProto.DataType.Name(code).lower()
-    except ValueError:
-        return str(code)
-
-
-def _qdq_nodes(model) -> list[_QdqNode]:
-    """The Q/DQ nodes of ``model``'s main graph, each with its quantized type and zero point.
-
-    The quantized type follows the ONNX definitions: a QuantizeLinear's is its zero point's type,
-    else its ``output_dtype`` attribute, else uint8; a DequantizeLinear's is its input's type (a
-    constant's, a QuantizeLinear's output, or what shape inference recorded).
-    """
-    from onnx import numpy_helper
-
-    graph = model.graph
-    constants = {t.name: t for t in graph.initializer}
-    constants.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant"
-                      for a in n.attribute if a.name == "value"})
-    declared = {v.name: v.type.tensor_type.elem_type
-                for v in (*graph.input, *graph.value_info, *graph.output) if v.type.tensor_type.elem_type}
-
-    def type_of(name: str) -> str | None:
-        if name in constants:
-            return _dtype_name(constants[name].data_type)
-        return _dtype_name(declared[name]) if name in declared else None
-
-    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.domain in ("", "ai.onnx")]
-    quantized_outputs: dict[str, str] = {}
-    for node in qdq:
-        if node.op_type == "QuantizeLinear":
-            zero_point = node.input[2] if len(node.input) > 2 and node.input[2] else None
-            attr = next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), None)
-            kind = (type_of(zero_point) if zero_point else None) or (_dtype_name(attr) if attr else "uint8")
-            quantized_outputs[node.output[0]] = kind
-    found = []
-    for node in qdq:
-        zero_name = node.input[2] if len(node.input) > 2 and node.input[2] else None
-        zero_tensor = constants.get(zero_name) if zero_name else None
-        if node.op_type == "QuantizeLinear":
-            kind = quantized_outputs[node.output[0]]
-        else:
-            kind = (type_of(node.input[0]) or quantized_outputs.get(node.input[0])
-                    or (type_of(zero_name) if zero_name else None) or "unknown")
-        found.append(_QdqNode(
-            node, node.input[0], kind,
-            numpy_helper.to_array(zero_tensor) if zero_tensor is not None else None,
-            zero_name is None or zero_tensor is not None,
-            node.op_type == "DequantizeLinear" and node.input[0] in constants,
-        ))
-    return found
-
-
-def _load_model(onnx_path_or_model):
-    from deploylab.onnx_tools import load_onnx
-
-    if isinstance(onnx_path_or_model, (str, Path)):
-        return load_onnx(onnx_path_or_model)
-    return onnx_path_or_model
-
-
-def _nonzero(zero_point: np.ndarray | None) -> bool:
-    return zero_point is not None and bool(np.any(zero_point.astype(np.float32) != 0))
-
-
+# ---------------------------------------------------------------- the Q/DQ format of a model
+# The Q/DQ reader is deploylab.onnx_qdq; TensorRT's parser rules are deploylab.backends.tensorrt.qdq
+# (re-exported here: notebooks and tests import them from deploylab.quantize.report).
 @dataclass(frozen=True)
 class QdqFormat:
     """The integer types and zero points of a Q/DQ model's QuantizeLinear/DequantizeLinear nodes."""
@@ -436,86 +332,8 @@ def qdq_format(onnx_path) -> QdqFormat:
 
     ``onnx_path``: an ONNX file or a loaded ``onnx.ModelProto``.
     """
-    nodes = _qdq_nodes(_load_model(onnx_path))
+    nodes = qdq_nodes(model_of(onnx_path))
     types: dict[str, int] = {}
     for n in nodes:
         types[n.quantized_type] = types.get(n.quantized_type, 0) + 1
-    return QdqFormat(len(nodes), dict(sorted(types.items())), sum(_nonzero(n.zero_point) for n in nodes))
-
-
-@dataclass(frozen=True)
-class TensorRTQdqProblem:
-    """One QuantizeLinear/DequantizeLinear node TensorRT's ONNX parser would reject or compute differently."""
-
-    node: str
-    op_type: str  # QuantizeLinear or DequantizeLinear
-    tensor: str  # the tensor it quantizes or dequantizes
-    issue: str  # short: "non-zero zero point", "computed zero point", or the quantized type ("uint8", "int32")
-    detail: str  # the offending values or type, and what TensorRT does with them
-
-    def __str__(self) -> str:
-        return f"{self.op_type} {self.node!r} on {self.tensor!r}: {self.detail}"
-
-
-def summarize_tensorrt_problems(problems, limit: int = 3) -> str:
-    """One line for :func:`tensorrt_qdq_problems`' result: nodes affected, issues counted, the first few."""
-    if not problems:
-        return "no TensorRT Q/DQ problems"
-    nodes = len({p.node for p in problems})
-    issues: dict[str, int] = {}
-    for p in problems:
-        issues[p.issue] = issues.get(p.issue, 0) + 1
-    counted = ", ".join(f"{issue} x{n}" for issue, n in issues.items())
-    first = "; ".join(str(p) for p in problems[:limit]) + ("; ..." if len(problems) > limit else "")
-    return f"{nodes} Q/DQ node(s) TensorRT cannot take as they are ({counted}): {first}"
-
-
-def _type_problem(n: _QdqNode) -> str | None:
-    kind = n.quantized_type
-    if kind in TENSORRT_QUANTIZED_TYPES or (kind in TENSORRT_WEIGHT_ONLY_TYPES and n.constant_input):
-        return None
-    if kind in TENSORRT_WEIGHT_ONLY_TYPES:
-        return f"{kind} on an activation (TensorRT takes {kind} for weight-only quantization only)"
-    if kind == "uint8":
-        given = ("uint8 zero point" if n.has_zero_point else
-                 "no zero point, so uint8 by the ONNX default")
-        return (f"{given}: TensorRT has no uint8 on the GPU (its parser rejects it or reads it as int8, "
-                "clipping at 127, not 255); quantize with activation_type='int8'")
-    if kind == "int32":
-        return ("int32, a quantized bias (TensorRT's DequantizeLayer takes only quantized types: \"only "
-                "activation types allowed as input to this layer\"); keep biases float (QuantizeBias=False)")
-    return f"{kind} (TensorRT quantizes to {', '.join(TENSORRT_QUANTIZED_TYPES)} and weight-only int4)"
-
-
-def tensorrt_qdq_problems(onnx_path) -> list[TensorRTQdqProblem]:
-    """Every Q/DQ node TensorRT's ONNX parser would reject or read differently, empty if none.
-
-    Checked per node, as onnx-tensorrt's QuantizeLinear/DequantizeLinear importer does (see the
-    comment above :data:`TENSORRT_QUANTIZED_TYPES`): the zero point must be a constant of zeros
-    (symmetric quantization) and the quantized type int8, float8e4m3fn or float4e2m1, or int4 for
-    weights. A uint8 or missing zero point is a problem even where the parser only warns: TensorRT
-    then quantizes to int8, not to the uint8 the model (and ONNX Runtime) computes. ``onnx_path``:
-    an ONNX file or a loaded ``onnx.ModelProto``; the main graph is checked (not If/Loop bodies).
-    """
-    problems = []
-    for n in _qdq_nodes(_load_model(onnx_path)):
-        name, op = n.node.name or n.node.output[0], n.node.op_type
-        if not n.zero_point_constant:
-            problems.append(TensorRTQdqProblem(name, op, n.tensor, "computed zero point",
-                                               f"zero point {n.node.input[2]!r} is computed in the graph; "
-                                               "TensorRT needs a build-time constant of zeros"))
-        elif _nonzero(n.zero_point):
-            flat = n.zero_point.ravel()
-            values = ", ".join(str(v) for v in flat[:_SHOWN_VALUES].tolist())
-            values += ", ..." if flat.size > _SHOWN_VALUES else ""
-            count = int(np.count_nonzero(flat.astype(np.float32)))
-            problems.append(TensorRTQdqProblem(
-                name, op, n.tensor, "non-zero zero point",
-                f"{n.quantized_type} zero point [{values}] ({count} of {flat.size} non-zero): TensorRT takes "
-                "symmetric quantization only (zero points all 0)"))
-        wrong_type = _type_problem(n)
-        if wrong_type:
-            issue = n.quantized_type
-            issue += " on an activation" if issue in TENSORRT_WEIGHT_ONLY_TYPES else ""
-            problems.append(TensorRTQdqProblem(name, op, n.tensor, issue, wrong_type))
-    return problems
+    return QdqFormat(len(nodes), dict(sorted(types.items())), sum(nonzero(n.zero_point) for n in nodes))

@@ -17,6 +17,7 @@ two AVX2 cores, LeNet: about 1 s).
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from collections.abc import Sequence
@@ -100,14 +101,16 @@ def layer_sensitivity(
     ``calibration`` fits the ranges (once); ``evaluation`` (different inputs) measures
     fidelity to the fp32 model run by ONNX Runtime. ``groups`` limits the nodes tried
     (default: :func:`quantizable_nodes`). ``quantize_options`` (per_channel,
-    activation_type, reduce_range, ...) go to every
-    :func:`~deploylab.quantize.int8.quantize_int8_onnxruntime` call.
+    activation_type, reduce_range, ..., and the calibration's batch_size and calibrator_options)
+    are those of :func:`~deploylab.quantize.int8.quantize_int8_onnxruntime`: the model is
+    calibrated once and every variant written from those ranges.
     """
     from deploylab.onnx_tools import load_onnx
     from deploylab.quantize.int8 import (
         collect_tensors_data,
         prepare_for_quantization,
-        quantize_int8_onnxruntime,
+        quantize_int8_from_ranges,
+        split_int8_options,
     )
 
     if not isinstance(evaluation, np.ndarray) or len(evaluation) == 0:
@@ -117,7 +120,8 @@ def layer_sensitivity(
     with tempfile.TemporaryDirectory(prefix="deploylab-sensitivity-") as tmp:
         tmp = Path(tmp)
         source = prepare_for_quantization(onnx_path, tmp / "prep.onnx")[0] if preprocess else Path(onnx_path)
-        graph = load_onnx(source, load_external_data=False).graph
+        source_model = load_onnx(source)
+        graph = source_model.graph
         op_types = {n.name: n.op_type for n in graph.node if n.name}
         candidates = [n for n, op in op_types.items() if op in GROUP_OP_TYPES] if groups is None else list(groups)
         unknown = [g for g in candidates if g not in op_types]
@@ -126,12 +130,14 @@ def layer_sensitivity(
                                  f"{'pre-processed ' if preprocess else ''}model; see quantizable_nodes()")
         if not candidates:
             raise DeployLabError(f"{Path(onnx_path).name} has no Conv/Gemm/MatMul node to rank")
-        tensors = collect_tensors_data(source, calibration, method, progress=progress)
+        calibration_options, options = split_int8_options(quantize_options)  # one calibration, ranges reused
+        tensors = collect_tensors_data(source, calibration, method, calibration_options.get("batch_size"),
+                                       calibration_options.get("calibrator_options"), progress, model=source_model)
 
         def measure(excluded: list[str]) -> Fidelity:
             path = tmp / "variant.onnx"
-            quantize_int8_onnxruntime(source, path, calibration, method=method, preprocess=False,
-                                      nodes_to_exclude=excluded, _tensors=tensors, **quantize_options)
+            quantize_int8_from_ranges(source, path, tensors, dataclasses.replace(options, nodes_to_exclude=excluded),
+                                      method, len(calibration), source_model=source_model)
             return fidelity(reference, predict(path, evaluation))
 
         baseline = measure([])

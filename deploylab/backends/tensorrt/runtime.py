@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.backends.base import Runner, RunnerSettings, TensorSpec, check_feed
-from deploylab.backends.profiles import shape_text
+from deploylab.text import shape_text
 from deploylab.backends.tensorrt.record import check_plan_compatibility, gpu_info
 from deploylab.backends.tensorrt.version import TensorRTVersion, require_tensorrt
 from deploylab.dtypes import ELEMENT_TYPES

@@ -10,7 +10,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from deploylab.backends.profiles import ShapeProfile, shape_text
+from deploylab.backends.profiles import ShapeProfile
+from deploylab.text import shape_text
 from deploylab.backends.tensorrt.settings import (
     HARDWARE_LEVELS, TENSORRT_INT8_COMMAND, BuildSettings, ModelFacts, check_hardware_level, precision_plan,
     read_model_facts,
