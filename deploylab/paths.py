@@ -54,3 +54,20 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def refuse_overwriting_inputs(output: str | Path, *inputs: str | Path | None, flag: str = "-o") -> None:
+    """Refuse an output path that is one of the run's inputs (``quantize m.onnx -o m.onnx``): the
+    run would replace the file it reads, and a failure would leave neither."""
+    from deploylab.errors import DeployLabError
+
+    target = Path(output)
+    for source in inputs:
+        if source is None:
+            continue
+        source = Path(source)
+        same = source.resolve() == target.resolve() or (
+            source.exists() and target.exists() and os.path.samefile(source, target))
+        if same:
+            raise DeployLabError(f"{flag} {str(target)!r} is the input {str(source)!r}: deploylab does not replace a "
+                                 "file it reads; write the output to another path")

@@ -4,7 +4,7 @@
 The layers, bottom to top (function-local imports count: they are arrows too):
 
     0  errors, text, dtypes, paths, log, env   (no deploylab imports)
-    0.5 mmcls_compat (raises deploylab's errors)
+    0.5 paths, mmcls_compat (raise deploylab's errors)
     1  data            2  onnx_tools      2.5 onnx_qdq        3  models
     4  backends
     5  compare, batching, rewrite, postprocess, graph_plot, plots
@@ -23,7 +23,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "deploylab"
 RANKS = {
-    "deploylab": 0, "errors": 0, "text": 0, "dtypes": 0, "paths": 0, "log": 0, "env": 0, "mmcls_compat": 0.5,
+    "deploylab": 0, "errors": 0, "text": 0, "dtypes": 0, "paths": 0.5, "log": 0, "env": 0, "mmcls_compat": 0.5,
     "data": 1, "onnx_tools": 2, "onnx_qdq": 2.5, "models": 3, "backends": 4,
     "compare": 5, "batching": 5, "rewrite": 5, "postprocess": 5, "graph_plot": 5, "plots": 5,
     "export": 6, "custom_ops": 6, "bench": 6,

@@ -24,7 +24,7 @@ from deploylab.dtypes import ELEMENT_TYPES, numpy_dtype, spelling_of
 from deploylab.errors import DeployLabError, EngineError, require
 from deploylab.log import info
 from deploylab.onnx_tools import load_onnx
-from deploylab.text import first_line
+from deploylab.text import first_line, shape_text
 
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -316,7 +316,13 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         return [spec(m) for m in self.session.get_inputs()], [spec(m) for m in self.session.get_outputs()]
 
     def _infer(self, feed):
-        outputs = self.session.run(None, feed)
+        try:
+            outputs = self.session.run(None, feed)
+        except Exception as exc:  # a graph that loads can still fail on an input (e.g. an impossible Reshape)
+            shapes = ", ".join(f"{n} {shape_text(a.shape)}" for n, a in feed.items())
+            raise EngineError(f"ONNX Runtime failed running {self.name} on {shapes}: {first_line(exc)}. The model "
+                              "loads but cannot compute this input: check the input shape against "
+                              "`deploylab inspect`, or re-export the model", engine_text=str(exc)) from exc
         return dict(zip(self.output_names, outputs))
 
     # -- IO binding

@@ -20,6 +20,7 @@ layers, not of every layer (an int8 model reports f32 while its convolutions run
 from __future__ import annotations
 
 import io
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,7 +33,7 @@ from deploylab.backends.spec import BackendSpec
 from deploylab.errors import DeployLabError, EngineError, require
 from deploylab.log import info
 from deploylab.paths import sha256_file
-from deploylab.text import engine_error_summary
+from deploylab.text import engine_error_summary, first_line, shape_text
 
 PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "fp16": "f16", "f16": "f16"}
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
@@ -127,7 +128,12 @@ def build_openvino_ir(
             recorded = read_record(sidecar_path, "openvino", "rebuild the IR") or {}
         except DeployLabError:
             recorded = {}  # unreadable, or an older deploylab's record: rebuild below
-        if all(recorded.get(k) == v for k, v in wanted.items()) and recorded.get("openvino") == ov.__version__:
+        same_build = all(recorded.get(k) == v for k, v in wanted.items()) and recorded.get("openvino") == ov.__version__
+        if same_build and recorded.get("ir_files") != _ir_files(xml_path):
+            info(f"{xml_path.name} or its .bin changed since they were built (their sizes or sha256 differ from "
+                 f"{sidecar_path.name}): rebuilding instead of reusing them")
+            same_build = False
+        if same_build:
             try:
                 model = ov.Core().read_model(str(xml_path))
             except RuntimeError:
@@ -136,13 +142,15 @@ def build_openvino_ir(
                 shapes = {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs}
                 return BuildReport("openvino", xml_path, sidecar_path, time.perf_counter() - start, recorded,
                                    reused=True, facts={"input_shapes": shapes})
-    model = ov.convert_model(str(onnx_path))
+    try:
+        model = ov.convert_model(str(onnx_path))
+    except Exception as exc:  # noqa: BLE001 - OpenVINO's frontends raise their own exception types
+        raise EngineError(f"OpenVINO cannot convert {str(onnx_path)!r}: {engine_error_summary(str(exc))[:300]}; "
+                          "check the model with `deploylab check-support`", engine_text=str(exc)) from exc
     shapes = _bounded_shapes(model, profile)
     if shapes:
         model.reshape(shapes)
-    xml_path.parent.mkdir(parents=True, exist_ok=True)
-    sidecar_path.unlink(missing_ok=True)  # an interrupted save must not leave a matching sidecar
-    ov.save_model(model, str(xml_path), compress_to_fp16=False)
+    _save_ir(ov, model, xml_path, sidecar_path)
     seconds = time.perf_counter() - start
     sidecar = {
         "format": RECORD_FORMATS["openvino"],
@@ -152,10 +160,39 @@ def build_openvino_ir(
         "dim_names": _onnx_dim_names(onnx_path),
         "inputs": {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs},
         "weights": "f32",
+        "ir_files": _ir_files(xml_path),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     write_record(sidecar_path, "openvino", sidecar)
     return BuildReport("openvino", xml_path, sidecar_path, seconds, sidecar, facts={"input_shapes": sidecar["inputs"]})
+
+
+def _ir_files(xml_path: Path) -> dict:
+    """Size and sha256 of an IR's .xml and .bin, so a record never vouches for files changed after it."""
+    files = {}
+    for kind, path in (("xml", xml_path), ("bin", xml_path.with_suffix(".bin"))):
+        files[kind] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)} if path.is_file() else None
+    return files
+
+
+def _save_ir(ov, model, xml_path: Path, sidecar_path: Path) -> None:
+    """Save under temporary names beside the target, then rename .bin and .xml into place: a failed or
+    interrupted save leaves the previous IR as it was. The old record goes first, so no record ever
+    describes the new files before the caller writes theirs."""
+    partial = xml_path.with_name(f".{xml_path.stem}.partial.xml")
+    try:
+        xml_path.parent.mkdir(parents=True, exist_ok=True)
+        ov.save_model(model, str(partial), compress_to_fp16=False)
+        sidecar_path.unlink(missing_ok=True)
+        if partial.with_suffix(".bin").is_file():
+            os.replace(partial.with_suffix(".bin"), xml_path.with_suffix(".bin"))
+        os.replace(partial, xml_path)
+    except (OSError, RuntimeError) as exc:
+        raise EngineError(f"cannot write the OpenVINO IR {str(xml_path)!r}: {first_line(exc)}; check that its folder "
+                          "exists, is writable and has space", engine_text=str(exc)) from exc
+    finally:
+        partial.unlink(missing_ok=True)
+        partial.with_suffix(".bin").unlink(missing_ok=True)
 
 
 def _onnx_dim_names(onnx_path: Path) -> dict[str, list]:
@@ -302,7 +339,13 @@ class OpenVinoRunner(OnnxFileRunner):
         return inputs, outputs
 
     def _infer(self, feed):
-        result = self.request.infer(feed)
+        try:
+            result = self.request.infer(feed)
+        except RuntimeError as exc:  # compiled, but this input cannot be computed
+            shapes = ", ".join(f"{n} {shape_text(a.shape)}" for n, a in feed.items())
+            raise EngineError(f"OpenVINO failed running {self.name} on {shapes}: "
+                              f"{engine_error_summary(str(exc))[:300]}; check the input shape against the model's "
+                              "inputs (`deploylab inspect`)", engine_text=str(exc)) from exc
         return {port.get_any_name(): np.array(value, copy=True) for port, value in result.items()}
 
     def infer_queued(self, feeds: list[Mapping[str, object]], in_flight: int) -> list[dict[str, np.ndarray]]:

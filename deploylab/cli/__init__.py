@@ -11,10 +11,11 @@ import argparse
 import sys
 
 from deploylab.cli import bench, build, export, machine, quantize, run, support
-from deploylab.cli._base import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, Parser
+from deploylab.cli._base import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, Parser
 from deploylab.errors import DeployLabError
+from deploylab.text import first_line
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_OK", "build_parser", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "build_parser", "main"]
 
 # In the order `deploylab --help` lists them.
 _COMMAND_GROUPS = (export, run, build, bench, quantize, machine, support)
@@ -39,3 +40,24 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deploylab: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
+        return _internal_error(args.command, exc)
+
+
+def _internal_error(command: str, exc: BaseException) -> int:
+    """One line for an error deploylab did not turn into a message; with ``DEPLOYLAB_DEBUG`` set, the
+    full traceback goes to a log file whose path the line gives."""
+    import os
+    import tempfile
+    import traceback
+
+    line = f"deploylab {command}: internal error: {type(exc).__name__}: {first_line(exc, limit=240)}"
+    if os.environ.get("DEPLOYLAB_DEBUG"):
+        handle, path = tempfile.mkstemp(prefix=f"deploylab-{command}-", suffix=".log")
+        with os.fdopen(handle, "w", encoding="utf-8") as log:
+            traceback.print_exception(exc, file=log)
+        line += f" (traceback in {path})"
+    else:
+        line += " (set DEPLOYLAB_DEBUG=1 to keep the traceback in a log file; please report it)"
+    print(line, file=sys.stderr)
+    return EXIT_INTERNAL

@@ -6,8 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from deploylab.cli._base import EXIT_OK, parse_sizes
+from deploylab.cli._base import EXIT_OK, MAX_CONCURRENCY, check_threads, parse_sizes
 from deploylab.errors import DeployLabError
+from deploylab.paths import refuse_overwriting_inputs
 
 
 def _cmd_bench(args) -> int:
@@ -17,14 +18,22 @@ def _cmd_bench(args) -> int:
 
     backends = parse_backends(args.backends or backend_for_artifact(args.model))
     batches = parse_sizes(args.batch, "--batch")
-    levels = parse_sizes(args.concurrency, "--concurrency") if args.concurrency else ()
+    levels = parse_sizes(args.concurrency, "--concurrency", high=MAX_CONCURRENCY) if args.concurrency else ()
     for value, flag in ((args.threads, "--threads"), (args.repeats, "--repeats")):
         if value is not None and value < 1:
             raise DeployLabError(f"{flag} must be at least 1, got {value}")
+    check_threads(args.threads)
+    if args.repeats is not None and args.repeats > 100_000:
+        raise DeployLabError(f"--repeats must be at most 100000, got {args.repeats}; use --seconds for a time budget")
     if args.seconds is not None and not args.seconds > 0:
         raise DeployLabError(f"--seconds must be a positive number, got {args.seconds}")
     if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg", ".pdf"):
         raise DeployLabError(f"--plot {str(args.plot)!r} must end in .png, .svg or .pdf")
+    if args.out is not None:
+        refuse_overwriting_inputs(args.out, args.model, flag="--out")
+        refuse_overwriting_inputs(Path(args.out).with_suffix(".csv"), args.model, flag="--out (its CSV)")
+    if args.plot is not None:
+        refuse_overwriting_inputs(args.plot, args.model, flag="--plot")
     if not args.model.is_file():
         raise DeployLabError(f"model file {str(args.model)!r} does not exist")
     # Equal, explicit threads for every engine: a comparison on engines' defaults is not like for like.

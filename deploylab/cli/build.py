@@ -6,11 +6,13 @@ from pathlib import Path
 
 from deploylab.cli._base import EXIT_OK
 from deploylab.errors import DeployLabError
+from deploylab.paths import refuse_overwriting_inputs
 
 
 def _cmd_build(args) -> int:
     from deploylab.backends.profiles import ShapeProfile, parse_profile_args, validate_profile
 
+    refuse_overwriting_inputs(args.output, args.model, args.calib)
     if args.min or args.opt or args.max:
         profile = validate_profile(parse_profile_args(min=args.min, opt=args.opt, max=args.max), args.model)
     elif args.backend == "tensorrt":

@@ -7,15 +7,17 @@ import sys
 import warnings
 from pathlib import Path
 
-from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge
+from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge, tolerance
 from deploylab.models import MODEL_SPEC_HELP
 from deploylab.text import shape_text
+from deploylab.paths import refuse_overwriting_inputs
 
 
 def _cmd_export(args) -> int:
     from deploylab.export import export_bundle, verify_export
     from deploylab.models import resolve_model
 
+    refuse_overwriting_inputs(args.output, args.checkpoint)
     bundle = resolve_model(args.model, checkpoint=args.checkpoint, input_shape=args.input_shape,
                            init=args.reference_init)
     print(f"model: {bundle.name} ({bundle.weights}), input {shape_text(bundle.input_shape)}")
@@ -67,8 +69,8 @@ def register(sub) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="make the batch dimension symbolic")
     p.add_argument("--checkpoint", type=Path, default=None, help="state dict to load (.pth/.pt)")
     p.add_argument("--input-shape", default=None, help="example input shape, e.g. 1x3x224x224")
-    p.add_argument("--atol", type=float, default=1e-4, help="parity absolute tolerance")
-    p.add_argument("--rtol", type=float, default=1e-3, help="parity relative tolerance")
+    p.add_argument("--atol", type=tolerance, default=1e-4, help="parity absolute tolerance")
+    p.add_argument("--rtol", type=tolerance, default=1e-3, help="parity relative tolerance")
     p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime parity run")
     p.add_argument("--reference-init", choices=("realistic", "seeded"), default="realistic",
                    help="a torchvision model without --checkpoint: realistic (default; BatchNorm statistics from "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from deploylab.cli._base import EXIT_OK
+from deploylab.cli._base import EXIT_OK, MAX_BATCH, check_threads, int_in
 from deploylab.errors import DeployLabError
 
 
@@ -37,6 +37,9 @@ def _cmd_profile(args) -> int:
             raise DeployLabError(f"{flag} must be at least 1, got {value}")
     if args.threads is not None and args.threads < 1:
         raise DeployLabError(f"--threads must be at least 1, got {args.threads}")
+    check_threads(args.threads)
+    if args.batch > MAX_BATCH:
+        raise DeployLabError(f"--batch must be at most {MAX_BATCH}, got {args.batch}")
     if args.backend == "onnxruntime" and args.precision != "fp32":
         raise DeployLabError(f"--precision {args.precision} is an OpenVINO setting; ONNX Runtime runs the precision "
                              "stored in the file (quantize it to change that)")
@@ -53,7 +56,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("train-lenet", help="train the notes' LeNet on sklearn digits")
     p.add_argument("-o", "--output", type=Path, default=None, help="checkpoint to write")
-    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--epochs", type=int_in(1, 10000), default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_train_lenet)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge, parse_sizes
+from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, cannot_judge, int_in, parse_sizes, tolerance
 from deploylab.errors import DeployLabError
 from deploylab.text import shape_text
 
@@ -194,7 +194,7 @@ def register(sub) -> None:
     p.add_argument("model", type=Path, help="ONNX file, OpenVINO .xml or TensorRT .plan")
     p.add_argument("--input", required=True, type=Path, help="image file (jpg/png/...) or .npy array")
     p.add_argument("--backend", default=None, help="default: chosen from the file type")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=int_in(1, 1000), default=5)
     add_providers_argument(p)
     p.set_defaults(func=_cmd_run)
 
@@ -207,8 +207,8 @@ def register(sub) -> None:
                    help="--reference torchvision:<name> without --checkpoint: realistic (default; as "
                         "`deploylab export` makes it) or seeded (torchvision's init, near-zero outputs)")
     p.add_argument("--backends", default=None, help="comma-separated backends to check (default: from the file type)")
-    p.add_argument("--atol", type=float, default=1e-4)
-    p.add_argument("--rtol", type=float, default=1e-3)
+    p.add_argument("--atol", type=tolerance, default=1e-4)
+    p.add_argument("--rtol", type=tolerance, default=1e-3)
     p.add_argument("--batch", default="1", help="batch sizes for seeded inputs, e.g. 1,4")
     p.add_argument("--layerwise", action="store_true", help="compare every intermediate tensor")
     add_providers_argument(p)

@@ -17,6 +17,7 @@ import numpy as np
 
 from deploylab.errors import DeployLabError
 from deploylab.quantize._common import QuantizationReport, single_input
+from deploylab.paths import refuse_overwriting_inputs
 
 MODES = ("fp16", "int8", "int4")
 BACKENDS = ("onnxruntime", "openvino")
@@ -103,6 +104,7 @@ def quantize_model(
 
     output = Path(output)
     check_combination(mode, backend, output, target, calib_data, calib_method, num_samples)
+    refuse_overwriting_inputs(output, model, calib_data, flag="output")
     if mode == "fp16":
         return fp16.convert_to_fp16(model, output)
     if mode == "int4":
