@@ -472,5 +472,4 @@ SPEC = BackendSpec(
     providers_option="providers",
     conformance_runner=lambda model_bytes: OnnxRuntimeRunner.from_bytes(model_bytes, "onnxruntime",
                                                                         intra_op_threads=1),
-    install="onnxruntime",
 )

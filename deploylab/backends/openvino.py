@@ -415,5 +415,4 @@ SPEC = BackendSpec(
     thread_option="threads",
     conformance_runner=lambda model_bytes: OpenVinoRunner.from_bytes(model_bytes, "openvino", precision="fp32",
                                                                      hint="latency", threads=1),
-    install="openvino",
 )

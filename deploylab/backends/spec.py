@@ -40,7 +40,6 @@ class BackendSpec:
     thread_option: str | None = None
     providers_option: str | None = None
     conformance_runner: Callable[[bytes], Runner] | None = None
-    install: str = ""
 
     @property
     def loads(self) -> tuple[str, ...]:

@@ -87,5 +87,4 @@ SPEC = BackendSpec(
     runner=TensorRTRunner,
     available=lambda: bool(detect_runtimes()),
     builder=build_engine_plan,
-    install="tensorrt (full, to build) or tensorrt-lean / tensorrt-dispatch (to run version-compatible plans)",
 )
