@@ -6,3 +6,7 @@ optional engines are imported only by the module that needs them.
 """
 
 __version__ = "0.1.0"
+
+from deploylab.telemetry import disable_engine_telemetry
+
+disable_engine_telemetry()  # before any engine import: `import openvino` alone posts an event

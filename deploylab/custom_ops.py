@@ -41,6 +41,7 @@ from torch import nn
 
 from deploylab.errors import DeployLabError, EngineError, require
 from deploylab.rewrite import RewriteRegistry
+from deploylab.paths import replace_when_done
 from deploylab.text import first_line
 
 CUSTOM_DOMAIN = "ai.deploylab"
@@ -213,7 +214,8 @@ def retarget_domain(src: str | Path, dst: str | Path, from_domain: str = CUSTOM_
         else:
             entry.domain = to_domain
     dst = Path(dst)
-    onnx.save(model, str(dst))
+    with replace_when_done(dst, suffix=".onnx") as partial:
+        onnx.save(model, str(partial))
     return dst
 
 

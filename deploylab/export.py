@@ -20,12 +20,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,8 +32,9 @@ from torch import nn
 
 from deploylab.compare import ArrayComparison, ComparisonVerdicts, compare_arrays
 from deploylab.errors import DeployLabError
+from deploylab.log import native_output
 from deploylab.onnx_tools import OnnxSummary, summarize_onnx
-from deploylab.paths import replace_when_done
+from deploylab.paths import WRITE_ERRNOS, cannot_write, replace_with_siblings_when_done
 from deploylab.text import first_line
 
 EXPORTERS = ("dynamo", "torchscript")
@@ -108,30 +106,6 @@ def _captured_output(enabled: bool):
     finally:
         for lg, handlers, propagate in saved:
             lg.handlers, lg.propagate = handlers, propagate
-
-
-@contextlib.contextmanager
-def _native_output(enabled: bool) -> Iterator[list[str]]:
-    """Collect what C++ code writes to file descriptors 1 and 2 (Python's redirects cannot see it)."""
-    sink: list[str] = []
-    if not enabled:
-        yield sink
-        return
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, OSError, ValueError):
-            stream.flush()
-    saved = {fd: os.dup(fd) for fd in (1, 2)}
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        for fd in saved:
-            os.dup2(tmp.fileno(), fd)
-        try:
-            yield sink
-        finally:
-            for fd, copy in saved.items():
-                os.dup2(copy, fd)
-                os.close(copy)
-            tmp.seek(0)
-            sink.append(tmp.read().decode("utf-8", "replace"))
 
 
 def _check_exporter(exporter: str) -> None:
@@ -217,15 +191,29 @@ def run_exporter(
     error = None
     start = time.perf_counter()
     with (warnings.catch_warnings(record=True) as caught, _captured_output(capture) as log,
-          _native_output(capture_native) as native):
+          native_output(capture_native) as native):
         warnings.simplefilter("always")
         try:
             with torch.no_grad():
                 torch.onnx.export(model, args, str(path), **kwargs)
         except Exception as exc:  # exporters raise many types; callers word the message
+            interrupt = _interrupt_in(exc)
+            if interrupt is not None:  # torch.export wraps a Ctrl-C or SIGTERM in its own error
+                raise interrupt from None
             error = exc
     return ExporterRun(exporter, path, error, list(caught), log.getvalue(), "".join(native),
                        time.perf_counter() - start)
+
+
+def _interrupt_in(exc: BaseException) -> BaseException | None:
+    """A KeyboardInterrupt (or any non-Exception, such as the CLI's SIGTERM) among ``exc``'s causes."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if not isinstance(exc, Exception):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def export_onnx(
@@ -258,16 +246,21 @@ def export_onnx(
         raise DeployLabError("example_args must start with an input tensor, e.g. (torch.rand(1, 3, 224, 224),)")
     path = Path(path)
     options = {"external_data": _parameter_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES} if exporter == "dynamo" else {}
-    run = run_exporter(model, args, path, exporter=exporter, opset=opset, input_names=input_names or ["input"],
-                       output_names=output_names or ["output"],
-                       dynamic_dims={0: BATCH_DIM_NAME} if dynamic_batch else None, dynamic_outputs=True,
-                       capture=not verbose, **options)
-    if run.error is not None:
-        raise _export_error(run.error, exporter) from run.error
+    # Exported into a temporary folder beside path, moved into place only when complete: a full
+    # disk or a failed export leaves the file that was there (and its external data) as it was.
+    with replace_with_siblings_when_done(path) as staged:
+        run = run_exporter(model, args, staged, exporter=exporter, opset=opset, input_names=input_names or ["input"],
+                           output_names=output_names or ["output"],
+                           dynamic_dims={0: BATCH_DIM_NAME} if dynamic_batch else None, dynamic_outputs=True,
+                           capture=not verbose, **options)
+        if isinstance(run.error, OSError) and run.error.errno in WRITE_ERRNOS:
+            raise cannot_write(path, run.error) from None
+        if run.error is not None:
+            raise _export_error(run.error, exporter) from run.error
+        _finish_file(staged, dynamic_batch, metadata or {})
     if verbose:
         for w in run.caught:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    _finish_file(path, dynamic_batch, metadata or {})
     summary = summarize_onnx(path)
     report = ExportReport(exporter, opset, run.seconds, summary, dynamic_batch, run.warnings, run.log)
     if dynamic_batch and summary.inputs and not isinstance(summary.inputs[0].shape[0], str):
@@ -301,10 +294,8 @@ def _finish_file(path: Path, dynamic_batch: bool, metadata: dict[str, str]) -> N
 
         set_metadata(model, metadata)
         changed = True
-    if changed:
-        # write beside the file, then rename: a failed save never leaves a half-written export
-        with replace_when_done(path) as partial:
-            onnx.save(model, str(partial))
+    if changed:  # path is export_onnx's staged copy: a failed save here never reaches the user's file
+        onnx.save(model, str(path))
 
 
 def _name_batch_dim(model) -> bool:

@@ -23,6 +23,7 @@ from matplotlib.path import Path as MplPath
 from matplotlib.textpath import TextPath
 
 from deploylab.errors import DeployLabError
+from deploylab.paths import save_figure
 from deploylab.text import shape_text
 
 _FAMILIES = {  # family -> (legend label, face colour, op types)
@@ -415,8 +416,7 @@ def draw_onnx_graph(model, path=None, max_nodes: int = 120, ax=None, title: str 
         ax.set_title(title, fontsize=10, fontweight="bold")
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, facecolor="white")
+        save_figure(fig, path, dpi=120, facecolor="white")
     return fig
 
 
@@ -469,6 +469,5 @@ def draw_pipeline_figure(path=None) -> Figure:
     arrow(5.7, 6.45, mid, "parse,\noptimise")
     arrow(9.85, 10.6, mid, "run\nkernels")
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120, facecolor="white")
+        save_figure(fig, path, dpi=120, facecolor="white")
     return fig

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
 
 logger = logging.getLogger("deploylab")
 if not logger.handlers:
@@ -26,3 +31,27 @@ def announce(message: str) -> None:
 def info(message: str) -> None:
     """Progress or context a user may want to see."""
     logger.info(message)
+
+
+@contextlib.contextmanager
+def native_output(enabled: bool = True) -> Iterator[list[str]]:
+    """Collect what C++ code writes to file descriptors 1 and 2 (Python's redirects cannot see it)."""
+    sink: list[str] = []
+    if not enabled:
+        yield sink
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        for fd in saved:
+            os.dup2(tmp.fileno(), fd)
+        try:
+            yield sink
+        finally:
+            for fd, copy in saved.items():
+                os.dup2(copy, fd)
+                os.close(copy)
+            tmp.seek(0)
+            sink.append(tmp.read().decode("utf-8", "replace"))

@@ -204,6 +204,8 @@ def check_onnx(path: str | Path) -> CheckResult:
         onnx.checker.check_model(model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
         error = str(exc).strip().splitlines()[0]
+    if error is None and not model.graph.output:  # the checker accepts it; no engine can run it
+        error = "the graph has no outputs: nothing it computes can be read"
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except onnx.shape_inference.InferenceError as exc:
@@ -213,7 +215,8 @@ def check_onnx(path: str | Path) -> CheckResult:
     intermediate = {o for n in model.graph.node for o in n.output} - {o.name for o in model.graph.output}
     shapes = {v.name: _tensor_info(v).shape for v in infos}
     shapes.update({t.name: t.shape for t in graph_inputs(model) + graph_outputs(inferred)})
-    return CheckResult(error is None, error, len(infos), len(intermediate), shapes)
+    typed = intermediate & {v.name for v in infos}  # a file may carry value_info for other tensors too
+    return CheckResult(error is None, error, len(typed), len(intermediate), shapes)
 
 
 # ---------------------------------------------------------------- deploylab metadata
@@ -269,7 +272,7 @@ def preprocessing_for_artifact(path: str | Path):
         return None, f"{Path(path).name} carries no deploylab preprocessing metadata"
     try:
         prep = ImagePreprocessing.from_dict(json.loads(text))
-    except (json.JSONDecodeError, DeployLabError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError, DeployLabError) as exc:
         raise DeployLabError(f"{str(path)!r} has malformed preprocessing metadata ({exc}); re-export it "
                              "with deploylab export, or remove the deploylab.preprocessing entry") from exc
     return prep, f"{prep.name} (from {Path(path).name}'s metadata)"

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.errors import DeployLabError
+from deploylab.paths import save_figure
 
 
 def _figure(width: float, height: float):
@@ -17,8 +18,7 @@ def _figure(width: float, height: float):
 
 def _save(fig, path: str | Path | None):
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
     return fig
 
 
@@ -273,8 +273,7 @@ def plot_quality_speed(rows: list[dict], path: str | Path | None = None, quality
     ax_s.set_xlim(0, max(sizes.values()) * 1.15)
     ax_s.grid(axis="x", alpha=0.3)
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
+        save_figure(fig, path, dpi=110)
     return fig
 
 

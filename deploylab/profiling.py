@@ -132,7 +132,7 @@ def profile_onnxruntime(model_path: str | Path, *, batch_size: int = 1, runs: in
         runner.activate()
         checked = _feed(runner, batch_size, feed)
         for _ in range(warmup + runs):
-            runner.session.run(None, checked)
+            runner.infer(checked)  # an engine failure is one EngineError, not ORT's raw text
         trace = Path(runner.session.end_profiling())
         events = json.loads(trace.read_text())
     run_ends = sorted(e["ts"] + e["dur"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")

@@ -11,6 +11,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import openvino as ov
@@ -62,9 +63,9 @@ def test_build_openvino_then_reuse_then_rebuild(cli, onnx_path, tmp_path):
     first = cli(*argv)
     assert first.code == 0, first
     assert "OpenVINO IR built" in first.out and "[1..32,1,32,32]" in first.out
-    assert xml.is_file() and xml.with_suffix(".bin").is_file() and xml.with_suffix(".json").is_file()
+    assert xml.is_file() and xml.with_suffix(".bin").is_file() and Path(str(xml) + ".deploylab.json").is_file()
     assert _ir_input_shape(xml) == "[1..32,1,32,32]"
-    sidecar = json.loads(xml.with_suffix(".json").read_text())
+    sidecar = json.loads(Path(str(xml) + ".deploylab.json").read_text())
     assert sidecar["profile"] == {"input": [[1, 1, 32, 32], [8, 1, 32, 32], [32, 1, 32, 32]]}
     built_at = xml.stat().st_mtime_ns
 
@@ -99,7 +100,7 @@ def test_openvino_without_profile_keeps_dynamic_dims(cli, onnx_path, tmp_path):
     assert r.code == 0, r
     assert "[?,1,32,32]" in r.out
     assert _ir_input_shape(xml) == "[?,1,32,32]"
-    assert json.loads(xml.with_suffix(".json").read_text())["profile"] == {}
+    assert json.loads(Path(str(xml) + ".deploylab.json").read_text())["profile"] == {}
 
 
 # ---------------------------------------------------------------- build --backend tensorrt

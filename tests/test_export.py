@@ -230,7 +230,8 @@ def test_dynamic_batch_request_that_forward_specialises_warns(tmp_path):
 
 
 def test_metadata_rewrite_is_atomic(lenet_bundle, tmp_path, monkeypatch):
-    """A save that fails while writing the metadata leaves the exported file whole and no partial file."""
+    """A save that fails while writing the metadata (disk full) leaves the user's previous file whole
+    and no partial file: the export is staged beside it and moved into place only when complete."""
     import onnx
 
     from deploylab import export as export_module
@@ -238,18 +239,17 @@ def test_metadata_rewrite_is_atomic(lenet_bundle, tmp_path, monkeypatch):
     real_save = onnx.save
 
     def failing_save(model, path, *args, **kwargs):
-        if str(path).endswith(".partial"):
-            with open(path, "wb") as f:
-                f.write(b"half")
-            raise OSError(28, "No space left on device")
-        return real_save(model, path, *args, **kwargs)
+        with open(path, "wb") as f:
+            f.write(b"half")
+        raise OSError(28, "No space left on device")
 
     out = tmp_path / "lenet.onnx"
+    out.write_text("the user's previous export")
     monkeypatch.setattr(onnx, "save", failing_save)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(DeployLabError, match=r"cannot write '.*lenet.onnx' \(No space left on device\)"):
         export_module.export_bundle(lenet_bundle, out, exporter="torchscript", opset=11)
     monkeypatch.setattr(onnx, "save", real_save)
-    onnx.checker.check_model(onnx.load(str(out)))  # the exporter's file, not a torn one
+    assert out.read_text() == "the user's previous export"
     assert [p.name for p in tmp_path.iterdir()] == ["lenet.onnx"]
 
 
@@ -260,12 +260,15 @@ def test_replace_when_done_keeps_the_old_file_on_failure(tmp_path):
 
     target = tmp_path / "out" / "model.plan"
     write_atomically(target, b"good")
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DeployLabError, match=r"cannot write '.*model.plan' \(disk full\)"):
         with replace_when_done(target) as partial:
             partial.write_bytes(b"ha")
             raise OSError(28, "disk full")
     assert target.read_bytes() == b"good" and sorted(p.name for p in target.parent.iterdir()) == ["model.plan"]
-    with replace_when_done(target, suffix=".onnx") as partial:
-        assert partial.name == ".model.plan.partial.onnx"
+    with replace_when_done(target, suffix=".onnx") as partial, replace_when_done(target) as other:
+        # a name of its own per writer (pid and random), the extension kept for writers that need it
+        assert partial.name.startswith(".model.plan.") and partial.name.endswith(".partial.onnx")
+        assert other != partial
         partial.write_bytes(b"new")
-    assert target.read_bytes() == b"new"
+        other.write_bytes(b"other")
+    assert target.read_bytes() == b"new"  # the outer writer finished last: its file wins, whole

@@ -5,6 +5,7 @@ sizes and tolerances have stated bounds, and no command replaces a file it reads
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -14,7 +15,7 @@ from onnx import TensorProto, helper
 
 from deploylab.backends.onnxruntime import OnnxRuntimeRunner
 from deploylab.backends.openvino import OpenVinoRunner
-from deploylab.errors import EngineError
+from deploylab.errors import DeployLabError, EngineError
 
 
 def _impossible_reshape(path):
@@ -125,7 +126,13 @@ def test_an_ir_changed_after_its_build_is_rebuilt_not_reused(lenet_ts_dynamic, t
     data = bytearray(weights.read_bytes())
     data[len(data) // 2: len(data) // 2 + 64] = bytes(64)  # same size, other weights
     weights.write_bytes(bytes(data))
-    assert not np.allclose(OpenVinoRunner(xml).infer(feed)["output"], good)  # the damage is real
+    with pytest.raises(DeployLabError, match="changed since they were built"):  # run refuses it
+        OpenVinoRunner(xml).infer(feed)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in (xml, weights):  # the same files without their record run, and show the damage is real
+        (copy / path.name).write_bytes(path.read_bytes())
+    assert not np.allclose(OpenVinoRunner(copy / xml.name).infer(feed)["output"], good)
     again = build_openvino_ir(lenet_ts_dynamic.path, xml)
     assert not again.reused and again.record["ir_files"]["bin"] == first.record["ir_files"]["bin"]
     np.testing.assert_array_equal(OpenVinoRunner(xml).infer(feed)["output"], good)
@@ -137,7 +144,7 @@ def test_a_failed_openvino_build_keeps_the_previous_ir(lenet_ts_dynamic, tmp_pat
 
     xml = tmp_path / "m.xml"
     build_openvino_ir(lenet_ts_dynamic.path, xml)
-    before = {p.name: _digest(p) for p in (xml, xml.with_suffix(".bin"), xml.with_suffix(".json"))}
+    before = {p.name: _digest(p) for p in (xml, xml.with_suffix(".bin"), Path(str(xml) + ".deploylab.json"))}
     unknown = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"], domain="no.such.domain")], "g",
                                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])])
@@ -146,5 +153,90 @@ def test_a_failed_openvino_build_keeps_the_previous_ir(lenet_ts_dynamic, tmp_pat
                                                         helper.make_opsetid("no.such.domain", 1)]), str(bad))
     r = cli("build", bad, "--backend", "openvino", "-o", xml, "--rebuild")
     assert "OpenVINO cannot convert" in one_line_error(r, "bad.onnx")
-    assert {p.name: _digest(p) for p in (xml, xml.with_suffix(".bin"), xml.with_suffix(".json"))} == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx", "m.bin", "m.json", "m.xml"]
+    assert {p.name: _digest(p) for p in (xml, xml.with_suffix(".bin"), Path(str(xml) + ".deploylab.json"))} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.onnx", "m.bin", "m.xml", "m.xml.deploylab.json"]
+
+
+# ---------------------------------------------------------------- found by the failure corpus
+@pytest.mark.parametrize("change, said", [
+    (lambda m: m.update(backends=5), "'backends' is not a list"),
+    (lambda m: m["ops"].update({"ai.onnx::Relu": 7}), "the entry of 'ai.onnx::Relu'"),
+    (lambda m: m["ops"].update({"ai.onnx::Relu": {"x": {}}}), "the entry of 'ai.onnx::Relu'"),
+    (lambda m: m["ops"].update({"ai.onnx::Relu": {"14": {"onnxruntime": {"pass": "1"}}}}), "the entry of"),
+    (lambda m: m.update(failures=[{"op": 1}]), "'failures' is not a list of records"),
+])
+def test_a_damaged_support_matrix_is_refused(change, said, tmp_path):
+    import json
+
+    from deploylab.paths import DATA_DIR
+    from deploylab.support import load_support_matrix
+
+    matrix = json.loads((DATA_DIR / "support_matrix.json").read_text())
+    change(matrix)
+    path = tmp_path / "mx.json"
+    path.write_text(json.dumps(matrix))
+    with pytest.raises(DeployLabError, match="is damaged") as err:
+        load_support_matrix(path)
+    assert said in str(err.value)
+    path.write_text("[" * 100_000)
+    with pytest.raises(DeployLabError, match="nests deeper"):
+        load_support_matrix(path)
+
+
+def test_a_model_declaring_a_huge_dim_is_not_allocated(cli, tmp_path):
+    model = tmp_path / "huge.onnx"
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2**40, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2**40, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    one_line_error(cli("compare", model), "1099511627776x4", "more than the 268,435,456")
+
+
+@pytest.mark.parametrize("argv, said", [
+    (["train-lenet", "--seed", str(2**70)], "--seed: must be an integer from 0 to 4294967295"),
+    (["bench", "m.onnx", "--seconds", "1e308"], "--seconds must be a number of seconds from 0 to 3600"),
+    (["build", "m.onnx", "--backend", "openvino", "--min", "", "--opt", "1x1x32x32", "-o", "m.xml"], "--min is empty"),
+])
+def test_more_stated_bounds(cli, argv, said, lenet_ts_dynamic):
+    r = cli(*[str(lenet_ts_dynamic.path) if a == "m.onnx" else a for a in argv])
+    assert r.code == 2 and said in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+def test_engine_and_decoder_messages_do_not_add_lines(tmp_path):
+    """ORT logs a failing kernel and libpng/libjpeg print warnings straight to descriptor 2, where an
+    in-process test cannot see them: run the real CLI and count stderr's lines."""
+    import subprocess
+    import sys
+
+    model = _impossible_reshape(tmp_path / "r.onnx")
+    np.save(tmp_path / "x.npy", np.zeros((1, 6), np.float32))
+    png = tmp_path / "zero.png"  # a PNG signature and an IHDR claiming width 0
+    png.write_bytes(bytes.fromhex("89504e470d0a1a0a0000000d49484452000000000000000108020000009077"))
+    for argv in (["run", model, "--input", tmp_path / "x.npy"], ["profile", model, "--runs", "1"],
+                 ["run", model, "--input", png]):
+        r = subprocess.run([sys.executable, "-m", "deploylab.cli", *map(str, argv)], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (argv, r.stderr)
+
+
+def test_an_interrupt_inside_an_exporter_is_an_interrupt(tmp_path):
+    import torch
+
+    from deploylab.export import run_exporter
+
+    class Stops(torch.nn.Module):
+        def forward(self, x):
+            raise KeyboardInterrupt
+
+    for exporter in ("dynamo", "torchscript"):
+        with pytest.raises(KeyboardInterrupt):
+            run_exporter(Stops(), (torch.zeros(1, 2),), tmp_path / "s.onnx", exporter=exporter)
+
+
+def test_inspect_says_a_graph_without_outputs_is_not_runnable(cli, tmp_path):
+    model = tmp_path / "none.onnx"
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])], [])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    r = cli("inspect", model)
+    assert r.code == 1 and "INVALID: the graph has no outputs" in r.out

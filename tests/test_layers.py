@@ -23,7 +23,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "deploylab"
 RANKS = {
-    "deploylab": 0, "errors": 0, "text": 0, "dtypes": 0, "paths": 0.5, "log": 0, "env": 0, "mmcls_compat": 0.5,
+    "deploylab": 0, "telemetry": -1, "errors": 0, "text": 0, "dtypes": 0, "paths": 0.5, "log": 0, "env": 0, "mmcls_compat": 0.5,
     "data": 1, "onnx_tools": 2, "onnx_qdq": 2.5, "models": 3, "backends": 4,
     "compare": 5, "batching": 5, "rewrite": 5, "postprocess": 5, "graph_plot": 5, "plots": 5,
     "export": 6, "custom_ops": 6, "bench": 6,

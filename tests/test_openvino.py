@@ -102,7 +102,7 @@ def test_build_writes_ir_weights_and_sidecar(ir, onnx_path):
     assert not ir.reused
     assert xml.suffix == ".xml" and xml.is_file()
     assert xml.with_suffix(".bin").is_file()
-    assert xml.with_suffix(".json").is_file()
+    assert Path(str(xml) + ".deploylab.json").is_file()
     # the profile's min..max became a bounded batch dim, in the report and in the IR on disk
     assert ir.input_shapes == {"input": "[1..16,1,32,32]"}
     assert _ir_input_shape(xml) == "[1..16,1,32,32]"
@@ -111,7 +111,7 @@ def test_build_writes_ir_weights_and_sidecar(ir, onnx_path):
 
 
 def test_sidecar_records_what_the_ir_was_built_from(ir, onnx_path):
-    on_disk = json.loads(ir.xml_path.with_suffix(".json").read_text())
+    on_disk = json.loads(Path(str(ir.xml_path) + ".deploylab.json").read_text())
     assert on_disk == ir.sidecar
     assert on_disk["onnx_sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
     assert on_disk["onnx_sha256"] == file_sha256(onnx_path)
@@ -146,7 +146,7 @@ def test_reuse_and_what_forces_a_rebuild(onnx_path, tmp_path):
     assert not changed.reused
     assert changed.input_shapes == {"input": "[1..8,1,32,32]"}
     assert _ir_input_shape(xml) == "[1..8,1,32,32]"
-    assert json.loads(xml.with_suffix(".json").read_text())["profile"]["input"][2] == [8, 1, 32, 32]
+    assert json.loads(Path(str(xml) + ".deploylab.json").read_text())["profile"]["input"][2] == [8, 1, 32, 32]
     assert build_openvino_ir(model, xml, narrow).reused
 
     # the same graph and profile, other bytes (a doc_string): the ONNX file changed, so rebuild

@@ -225,7 +225,7 @@ def test_tensorrt_table_is_read_from_its_data_file_with_its_provenance(tmp_path,
     with pytest.raises(DeployLabError, match="does not exist"):
         read_tensorrt_op_table(tmp_path / "missing.json")
     (tmp_path / "garbage.json").write_text("{not json")
-    with pytest.raises(DeployLabError, match="invalid JSON"):
+    with pytest.raises(DeployLabError, match="is not valid JSON"):
         read_tensorrt_op_table(tmp_path / "garbage.json")
     (tmp_path / "old.json").write_text(json.dumps({"format": 0, "ops": {}}))
     with pytest.raises(DeployLabError, match="missing source, tensorrt, read"):

@@ -364,7 +364,7 @@ def test_sidecar_records_the_build(tmp_path, dynamic_model):
     profile = validate_profile(parse_profile_args(opt="2x3x224x224", min="1x3x224x224", max="4x3x224x224"),
                                dynamic_model)
     plan = _plan(tmp_path, dynamic_model, precision="fp16", profiles=[profile], workspace_mib=512)
-    record = json.loads((tmp_path / "model.plan.json").read_text())
+    record = json.loads((tmp_path / "model.plan.deploylab.json").read_text())
     assert record["tensorrt_version"] == "10.3.0.26" and record["gpu"] == A10
     assert record["precision"] == "fp16" and record["workspace_mib"] == 512
     assert record["profiles"] == [{"input": {"min": [1, 3, 224, 224], "opt": [2, 3, 224, 224],
@@ -442,9 +442,9 @@ def test_missing_sidecar_is_allowed_with_a_warning(tmp_path, monkeypatch):
     plan = tmp_path / "trtexec.plan"
     plan.write_bytes(b"x")
     assert check_plan_compatibility(plan, "10.3.0", "8.6") is None
-    assert said and "no build record (trtexec.plan.json)" in said[0]
-    (tmp_path / "trtexec.plan.json").write_text("{not json")
-    with pytest.raises(DeployLabError, match="not a readable JSON build record"):
+    assert said and "no build record (trtexec.plan.deploylab.json)" in said[0]
+    (tmp_path / "trtexec.plan.deploylab.json").write_text("{not json")
+    with pytest.raises(DeployLabError, match="build record .* is not valid JSON"):
         check_plan_compatibility(plan, "10.3.0", "8.6")
     with pytest.raises(DeployLabError, match="cannot read a compute capability from 'ampere'"):
         trtb._cc_tuple("ampere")

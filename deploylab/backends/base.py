@@ -9,6 +9,7 @@ error naming the value and what was expected, whichever engine is behind it.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -120,18 +121,26 @@ def check_feed(specs: list[TensorSpec], feed: Mapping[str, object]) -> dict[str,
     return checked
 
 
+MAX_SEEDED_ELEMENTS = 2**28
+
+
 def seeded_feed(
     specs: list[TensorSpec], dims: Mapping[str, int] | None = None, seed: int = 0
 ) -> dict[str, np.ndarray]:
     """Inputs for ``specs`` filled from a seeded generator: floats uniform in [0, 1), ints 0..9.
 
-    Symbolic dims take their value from ``dims`` (default 1 for any name not given).
+    Symbolic dims take their value from ``dims`` (default 1 for any name not given). An input of
+    more than :data:`MAX_SEEDED_ELEMENTS` values (a model declaring a 2**40 dim) is refused.
     """
     rng = np.random.default_rng(seed)
     dims = dict(dims or {})
     feed = {}
     for spec in specs:
         shape = tuple(d if isinstance(d, int) and d >= 0 else dims.get(d, 1) for d in spec.shape)
+        if math.prod(shape) > MAX_SEEDED_ELEMENTS:
+            raise DeployLabError(f"input {spec.name!r} of shape {shape_text(shape)} would hold {math.prod(shape):,} "
+                                 f"values, more than the {MAX_SEEDED_ELEMENTS:,} (1 GiB of float32) deploylab "
+                                 "generates; give the input yourself, or export with smaller or symbolic dims")
         dtype = np.dtype(spec.dtype)
         if dtype.kind == "f":
             feed[spec.name] = rng.random(shape, dtype=np.float32).astype(dtype)

@@ -13,13 +13,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploylab.errors import DeployLabError
-from deploylab.paths import write_atomically
+from deploylab.paths import read_json_object, write_atomically
 
 #: The tag each backend writes into its records; a record with another tag is not read.
 RECORD_FORMATS = {
     "openvino": "deploylab-openvino-ir/1",
     "tensorrt": "deploylab-tensorrt-plan/1",
 }
+
+
+# A record is named after its artifact plus this suffix (m.xml -> m.xml.deploylab.json): no user file
+# has such a name, so writing or replacing a record never touches one (m.json, results.json are theirs).
+RECORD_SUFFIX = ".deploylab.json"
+
+
+def record_path_for(artifact: str | Path) -> Path:
+    """Where the build record of ``artifact`` lives: ``<artifact>.deploylab.json`` beside it."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + RECORD_SUFFIX)
 
 
 def write_record(path: str | Path, backend: str, record: dict) -> Path:
@@ -34,13 +45,9 @@ def read_record(path: str | Path, backend: str, rebuild_hint: str) -> dict | Non
     """The record at ``path``, None when there is none; a record that is not JSON or carries
     another format tag raises a :class:`DeployLabError` naming the file and ``rebuild_hint``."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return None
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DeployLabError(f"{str(path)!r} is not a readable JSON build record ({exc}); "
-                             f"delete it or {rebuild_hint}") from exc
+    record = read_json_object(path, "build record", f"delete it or {rebuild_hint}")
     wanted = RECORD_FORMATS[backend]
     if not isinstance(record, dict) or record.get("format") != wanted:
         raise DeployLabError(f"{str(path)!r} is not a deploylab {backend} build record (format {wanted}); "

@@ -166,6 +166,9 @@ def session_options(
     if profile_prefix is not None:
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_prefix)
+        # A session that fails to load would also log "Could not write a profile" on its way out:
+        # the load error says what matters, in one line.
+        options.log_severity_level = 4
     return options
 
 
@@ -192,6 +195,14 @@ def new_session(model: str | Path | bytes, options=None, providers: list[Provide
         label = what or (f"{str(model)!r}" if isinstance(source, str) else "the model")
         raise EngineError(f"ONNX Runtime cannot load {label}: {first_line(exc)}. Check the model with "
                           "`deploylab inspect`, or re-export it", engine_text=str(exc)) from exc
+
+
+def quiet_run_options():
+    """``RunOptions`` under which a failing ``session.run`` raises without also printing ORT's log line
+    (``[E:onnxruntime ... ExecuteKernel]``) to stderr: the exception carries the same text."""
+    options = _ort().RunOptions()
+    options.log_severity_level = 4  # fatal only
+    return options
 
 
 def create_session(path: str | Path, providers: list[ProviderSpec] | None = None, threads: int | None = None):
@@ -316,8 +327,10 @@ class OnnxRuntimeRunner(OnnxFileRunner):
         return [spec(m) for m in self.session.get_inputs()], [spec(m) for m in self.session.get_outputs()]
 
     def _infer(self, feed):
+        if getattr(self, "_run_options", None) is None:
+            self._run_options = quiet_run_options()
         try:
-            outputs = self.session.run(None, feed)
+            outputs = self.session.run(None, feed, self._run_options)
         except Exception as exc:  # a graph that loads can still fail on an input (e.g. an impossible Reshape)
             shapes = ", ".join(f"{n} {shape_text(a.shape)}" for n, a in feed.items())
             raise EngineError(f"ONNX Runtime failed running {self.name} on {shapes}: {first_line(exc)}. The model "

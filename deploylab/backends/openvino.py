@@ -28,16 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.backends.base import OnnxFileRunner, RunnerSettings, TensorSpec, precision_name
-from deploylab.backends.build_record import RECORD_FORMATS, BuildReport, read_record, write_record
+from deploylab.backends.build_record import RECORD_FORMATS, BuildReport, read_record, record_path_for, write_record
 from deploylab.backends.spec import BackendSpec
 from deploylab.errors import DeployLabError, EngineError, require
 from deploylab.log import info
-from deploylab.paths import sha256_file
+from deploylab.paths import cannot_write, check_output_path, directory_lock, partial_name, sha256_file, signals_held
 from deploylab.text import engine_error_summary, first_line, shape_text
 
 PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16", "fp16": "f16", "f16": "f16"}
 HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
-SIDECAR_SUFFIX = ".json"
 
 
 def _ov():
@@ -117,7 +116,19 @@ def build_openvino_ir(
     if xml_path.suffix != ".xml":
         raise DeployLabError(f"OpenVINO IR path {str(xml_path)!r} must end in .xml (the .bin is written beside it)")
     load_onnx(onnx_path, load_external_data=False)
-    sidecar_path = xml_path.with_suffix(SIDECAR_SUFFIX)
+    check_output_path(xml_path)
+    check_output_path(record_path_for(xml_path))
+    try:
+        xml_path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cannot_write(xml_path, exc) from None
+    # One build at a time per folder: a second build of the same IR waits, then reuses the first's.
+    with directory_lock(xml_path.parent):
+        return _build_ir_locked(ov, onnx_path, xml_path, profile, reuse)
+
+
+def _build_ir_locked(ov, onnx_path: Path, xml_path: Path, profile, reuse: bool) -> BuildReport:
+    sidecar_path = record_path_for(xml_path)
     wanted = {
         "onnx_sha256": sha256_file(onnx_path),
         "profile": {k: [list(map(int, s)) for s in v] for k, v in (profile or {}).items()},
@@ -150,7 +161,7 @@ def build_openvino_ir(
     shapes = _bounded_shapes(model, profile)
     if shapes:
         model.reshape(shapes)
-    _save_ir(ov, model, xml_path, sidecar_path)
+    save_ir(model, xml_path)
     seconds = time.perf_counter() - start
     sidecar = {
         "format": RECORD_FORMATS["openvino"],
@@ -175,24 +186,44 @@ def _ir_files(xml_path: Path) -> dict:
     return files
 
 
-def _save_ir(ov, model, xml_path: Path, sidecar_path: Path) -> None:
-    """Save under temporary names beside the target, then rename .bin and .xml into place: a failed or
-    interrupted save leaves the previous IR as it was. The old record goes first, so no record ever
-    describes the new files before the caller writes theirs."""
-    partial = xml_path.with_name(f".{xml_path.stem}.partial.xml")
+def _refuse_changed_ir(xml_path: Path) -> None:
+    """An IR whose record lists other .xml/.bin sizes or hashes than the files now there (weights edited
+    in place, another model's IR copied over) is refused, not run: its outputs would be some other model's.
+    An IR without a deploylab record (converted elsewhere) runs as it is."""
     try:
-        xml_path.parent.mkdir(parents=True, exist_ok=True)
+        record = read_record(record_path_for(xml_path), "openvino", "rebuild the IR")
+    except DeployLabError:
+        return  # not a record deploylab can read: the IR is treated as unrecorded
+    if record and record.get("ir_files") and record["ir_files"] != _ir_files(xml_path):
+        raise DeployLabError(
+            f"{str(xml_path)!r} or its .bin changed since they were built (sizes or sha256 differ from "
+            f"{record_path_for(xml_path).name}): rebuild it with `deploylab build ONNX --backend openvino -o "
+            f"{xml_path.name} --rebuild`, or delete the record to run the files as they are")
+
+
+def save_ir(model, xml_path: str | Path) -> Path:
+    """Save an ``ov.Model`` as an IR under temporary names beside ``xml_path``, then rename .bin and .xml
+    into place: a failed or interrupted save leaves the previous IR as it was (no partial files), and
+    concurrent savers never mix their files' names. The previous build record goes first, so no record
+    ever describes the new files (a caller that builds writes its own after)."""
+    ov = _ov()
+    xml_path = check_output_path(xml_path)
+    sidecar_path = record_path_for(xml_path)
+    partial = partial_name(xml_path.with_suffix(""), ".xml")
+    try:
         ov.save_model(model, str(partial), compress_to_fp16=False)
-        sidecar_path.unlink(missing_ok=True)
-        if partial.with_suffix(".bin").is_file():
-            os.replace(partial.with_suffix(".bin"), xml_path.with_suffix(".bin"))
-        os.replace(partial, xml_path)
+        with signals_held():  # Ctrl-C or SIGTERM before or after the three steps, never between them
+            sidecar_path.unlink(missing_ok=True)
+            if partial.with_suffix(".bin").is_file():
+                os.replace(partial.with_suffix(".bin"), xml_path.with_suffix(".bin"))
+            os.replace(partial, xml_path)
     except (OSError, RuntimeError) as exc:
         raise EngineError(f"cannot write the OpenVINO IR {str(xml_path)!r}: {first_line(exc)}; check that its folder "
                           "exists, is writable and has space", engine_text=str(exc)) from exc
     finally:
         partial.unlink(missing_ok=True)
         partial.with_suffix(".bin").unlink(missing_ok=True)
+    return xml_path
 
 
 def _onnx_dim_names(onnx_path: Path) -> dict[str, list]:
@@ -281,6 +312,7 @@ class OpenVinoRunner(OnnxFileRunner):
         elif not path.is_file():
             raise DeployLabError(f"model {str(path)!r} does not exist; build it with `deploylab build ... --backend openvino`")
         else:
+            _refuse_changed_ir(path)
             source, label = str(path), repr(str(path))
         core = ov.Core()
         try:
@@ -307,7 +339,7 @@ class OpenVinoRunner(OnnxFileRunner):
             return {t.name: list(t.shape) for t in graph_inputs(model) + graph_outputs(model)}
         if self.model_path.suffix == ".xml":
             try:
-                record = read_record(self.model_path.with_suffix(SIDECAR_SUFFIX), "openvino", "rebuild the IR")
+                record = read_record(record_path_for(self.model_path), "openvino", "rebuild the IR")
             except DeployLabError:
                 record = None  # the IR still runs; its dims are then named after their inputs
             return (record or {}).get("dim_names", {})

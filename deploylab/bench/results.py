@@ -15,10 +15,32 @@ from pathlib import Path
 
 from deploylab.bench.timing import MIN_SAMPLES_P90, TimingStats, compare_timings
 from deploylab.errors import DeployLabError
+from deploylab.paths import read_json_object, replace_when_done, write_atomically
 
 BENCH_MODES = ("sync", "async")
 CSV_COLUMNS = ("runner", "backend", "batch", "mode", "concurrency", "n", "median_ms", "q1_ms", "q3_ms", "p90_ms",
                "p99_ms", "min_ms", "throughput_per_s", "per_item_ms", "threads", "spinning", "precision", "method")
+
+
+def results_paths(out: str | Path) -> tuple[Path, Path]:
+    """``r.json`` -> (``r.json``, ``r.csv``): where ``bench --out`` writes. Refused before anything runs:
+    a name not ending in .json, and an existing CSV beside it that deploylab did not write (its first line
+    is not deploylab's header), which the run would otherwise replace without being asked to."""
+    json_path = Path(out)
+    if json_path.suffix.lower() != ".json":
+        raise DeployLabError(f"--out {str(json_path)!r} must end in .json (the CSV is written beside it, "
+                             "same name with .csv)")
+    csv_path = json_path.with_suffix(".csv")
+    if csv_path.exists():
+        try:
+            with open(csv_path, encoding="utf-8", newline="") as handle:
+                header = handle.readline().strip()
+        except (OSError, UnicodeDecodeError):
+            header = ""
+        if header != ",".join(CSV_COLUMNS):
+            raise DeployLabError(f"--out {str(json_path)!r} also writes {str(csv_path)!r}, which exists and was not "
+                                 "written by deploylab bench; move it or choose another --out")
+    return json_path, csv_path
 
 
 def _stats_from_dict(data: dict) -> TimingStats:
@@ -198,27 +220,24 @@ class SweepResults:
     def to_json(self, path: str | Path) -> Path:
         """Write everything (results, skipped batches, environment, settings) as JSON."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        write_atomically(path, json.dumps(self.to_dict(), indent=2, default=str).encode("utf-8"))
         return path
 
     @classmethod
     def from_json(cls, path: str | Path) -> SweepResults:
         """Read a file written by :meth:`to_json`."""
         path = Path(path)
-        if not path.is_file():
-            raise DeployLabError(f"sweep results file {str(path)!r} does not exist")
+        data = read_json_object(path, "sweep results file", "give a file written by deploylab bench --out")
         try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DeployLabError(f"{str(path)!r} is not valid JSON ({exc})") from None
-        return cls.from_dict(data)
+            return cls.from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DeployLabError(f"sweep results file {str(path)!r} is not deploylab bench results "
+                                 f"({type(exc).__name__}: {exc}); give a file written by deploylab bench --out") from None
 
     def to_csv(self, path: str | Path) -> Path:
         """One row per result with :data:`CSV_COLUMNS` (times in ms, throughput in items/s)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", newline="", encoding="utf-8") as handle:
+        with replace_when_done(path) as partial, open(partial, "w", newline="", encoding="utf-8") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
             writer.writeheader()
             for result in self.results:

@@ -8,11 +8,14 @@ never a traceback; a check that runs but fails (e.g. parity outside tolerance) e
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from deploylab.cli import bench, build, export, machine, quantize, run, support
 from deploylab.cli._base import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, Parser
 from deploylab.errors import DeployLabError
+from deploylab.paths import DISK_ERRNOS
 from deploylab.text import first_line
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "build_parser", "main"]
@@ -29,9 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that every ``finally`` and temporary folder cleans up
+    as on Ctrl-C (Python's default for SIGTERM is to die on the spot, leaving partial files)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.func(args)
     except DeployLabError as exc:
@@ -40,8 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("deploylab: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("deploylab: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:  # e.g. an engine's temporary file on a full disk
+            return _internal_error(args.command, exc)
+        where = f" {exc.filename!r}" if exc.filename else " a file"
+        print(f"deploylab {args.command}: error: cannot write{where} ({exc.strerror or exc}); free some space "
+              "or choose a writable place (TMPDIR for temporary files)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback
         return _internal_error(args.command, exc)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _internal_error(command: str, exc: BaseException) -> int:

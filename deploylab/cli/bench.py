@@ -8,13 +8,14 @@ from pathlib import Path
 
 from deploylab.cli._base import EXIT_OK, MAX_CONCURRENCY, check_threads, parse_sizes
 from deploylab.errors import DeployLabError
-from deploylab.paths import refuse_overwriting_inputs
+from deploylab.paths import check_output_path, refuse_overwriting_inputs
 
 
 def _cmd_bench(args) -> int:
     from deploylab.backends.onnxruntime import parse_providers
     from deploylab.backends.registry import backend_for_artifact, make_runner, parse_backends, spec_for
     from deploylab.bench import plan_sweep, run_sweep
+    from deploylab.bench.results import results_paths
 
     backends = parse_backends(args.backends or backend_for_artifact(args.model))
     batches = parse_sizes(args.batch, "--batch")
@@ -25,15 +26,21 @@ def _cmd_bench(args) -> int:
     check_threads(args.threads)
     if args.repeats is not None and args.repeats > 100_000:
         raise DeployLabError(f"--repeats must be at most 100000, got {args.repeats}; use --seconds for a time budget")
-    if args.seconds is not None and not args.seconds > 0:
-        raise DeployLabError(f"--seconds must be a positive number, got {args.seconds}")
-    if args.plot is not None and args.plot.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise DeployLabError(f"--plot {str(args.plot)!r} must end in .png, .svg or .pdf")
+    if args.seconds is not None and not 0 < args.seconds <= 3600:
+        raise DeployLabError(f"--seconds must be a number of seconds from 0 to 3600, got {args.seconds}")
     if args.out is not None:
         refuse_overwriting_inputs(args.out, args.model, flag="--out")
-        refuse_overwriting_inputs(Path(args.out).with_suffix(".csv"), args.model, flag="--out (its CSV)")
+        json_path, csv_path = results_paths(args.out)
+        for path, flag in ((json_path, "--out"), (csv_path, "--out (its CSV)")):
+            refuse_overwriting_inputs(path, args.model, flag=flag)
+            check_output_path(path)
     if args.plot is not None:
         refuse_overwriting_inputs(args.plot, args.model, flag="--plot")
+        check_output_path(args.plot)
+        if args.plot.suffix.lower() not in (".png", ".svg", ".pdf"):
+            raise DeployLabError(f"--plot {str(args.plot)!r} must end in .png, .svg or .pdf")
+        if args.out is not None and Path(args.plot).resolve() in (json_path.resolve(), csv_path.resolve()):
+            raise DeployLabError(f"--plot {str(args.plot)!r} is one of the --out files; give it its own name")
     if not args.model.is_file():
         raise DeployLabError(f"model file {str(args.model)!r} does not exist")
     # Equal, explicit threads for every engine: a comparison on engines' defaults is not like for like.
@@ -61,8 +68,9 @@ def _cmd_bench(args) -> int:
         if len(results.for_runner(name)) > 1:
             print(results.batching_conclusion(name))
     if args.out is not None:
-        json_path = results.to_json(args.out)
-        csv_path = results.to_csv(Path(args.out).with_suffix(".csv"))
+        print(f"writing {json_path} and {csv_path}")
+        results.to_json(json_path)
+        results.to_csv(csv_path)
         print(f"results written to {json_path} and {csv_path}")
     if args.plot is not None:
         from deploylab.plots import plot_sweep

@@ -13,6 +13,9 @@ def _cmd_build(args) -> int:
     from deploylab.backends.profiles import ShapeProfile, parse_profile_args, validate_profile
 
     refuse_overwriting_inputs(args.output, args.model, args.calib)
+    for flag, value in (("--min", args.min), ("--opt", args.opt), ("--max", args.max)):
+        if value is not None and not value.strip():
+            raise DeployLabError(f"{flag} is empty; give a shape such as 1x3x224x224, or leave the flag out")
     if args.min or args.opt or args.max:
         profile = validate_profile(parse_profile_args(min=args.min, opt=args.opt, max=args.max), args.model)
     elif args.backend == "tensorrt":

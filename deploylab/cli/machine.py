@@ -57,7 +57,7 @@ def register(sub) -> None:
     p = sub.add_parser("train-lenet", help="train the notes' LeNet on sklearn digits")
     p.add_argument("-o", "--output", type=Path, default=None, help="checkpoint to write")
     p.add_argument("--epochs", type=int_in(1, 10000), default=40)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_in(0, 2**32 - 1), default=0)
     p.set_defaults(func=_cmd_train_lenet)
 
     p = sub.add_parser("profile", help="per-layer times (and, for OpenVINO, runtime precision per layer)")

@@ -22,16 +22,15 @@ def _candidate_runner(backend: str, args):
 def _load_input(path: Path, runner, model_path: Path | None = None) -> tuple[dict, str]:
     """An image (preprocessed as the model file's metadata says, else like mmcls for the
     model's input size) or a .npy array; returns the feed and a line saying which."""
-    import numpy as np
-
+    if len(runner.inputs) != 1:
+        names = ", ".join(spec.name for spec in runner.inputs) or "none"
+        raise DeployLabError(f"{str(model_path or runner.name)!r} has {len(runner.inputs)} inputs ({names}); "
+                             "deploylab run feeds exactly one: call the runner from Python for other models")
     spec = runner.inputs[0]
     if path.suffix.lower() == ".npy":
-        if not path.is_file():
-            raise DeployLabError(f"input file {str(path)!r} does not exist")
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise DeployLabError(f"{str(path)!r} is not a readable .npy array ({exc})") from exc
+        from deploylab.data.arrays import load_npy
+
+        array = load_npy(path)
         if array.ndim == len(spec.shape) - 1:
             array = array[None]  # one sample without its batch dim
         return {spec.name: array}, f"input: {path.name} as given (.npy, no preprocessing)"
@@ -66,10 +65,13 @@ def _cmd_run(args) -> int:
     feed, how = _load_input(args.input, runner, args.model)
     print(how)
     outputs = runner.infer(feed)
+    if not outputs:
+        raise DeployLabError(f"{str(args.model)!r} returned no outputs; a model to run needs at least one")
     name, scores = next(iter(outputs.items()))
     print(f"{runner.name} on {runner.providers[0] if hasattr(runner, 'providers') else runner.backend}: "
           f"{name} {shape_text(scores.shape)}")
-    if scores.ndim != 2:
+    if scores.ndim != 2 or scores.shape[1] == 0 or not np.issubdtype(scores.dtype, np.number):
+        print(f"not a batch of class scores ({scores.dtype}); the output as it came:")
         print(np.array2string(scores, precision=4, threshold=40))
         return EXIT_OK
     from deploylab.postprocess import is_probability, top_k

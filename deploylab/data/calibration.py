@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploylab.data.arrays import load_npy, load_npz
 from deploylab.errors import DeployLabError
 
 # Independent random streams: calibration and evaluation never share a generator state.
@@ -356,16 +357,9 @@ def load_calibration_data(path: str | Path, input_shape: Sequence, limit: int | 
             f"calibration data {str(path)!r} does not exist; give an .npy/.npz file or an image folder"
         )
     elif path.suffix.lower() == ".npy":
-        try:
-            array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise DeployLabError(f"{str(path)!r} is not a readable .npy array ({exc})") from exc
+        array = load_npy(path, what="calibration data")
     elif path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                arrays = {k: archive[k] for k in archive.keys()}
-        except (ValueError, OSError) as exc:
-            raise DeployLabError(f"{str(path)!r} is not a readable .npz archive ({exc})") from exc
+        arrays = load_npz(path, what="calibration data")
         key = next(iter(arrays)) if len(arrays) == 1 else next((k for k in NPZ_KEYS if k in arrays), None)
         if key is None:
             raise DeployLabError(

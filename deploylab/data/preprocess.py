@@ -37,6 +37,8 @@ from typing import Any
 import numpy as np
 
 from deploylab.errors import DeployLabError
+from deploylab.log import native_output
+from deploylab.text import first_line
 
 # mmcv.image.geometric.cv2_interp_codes (the cv2 backend's names)
 _CV2_INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "area", "lanczos")
@@ -137,14 +139,18 @@ class ImagePreprocessing:
         data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
         image = None
         if data.size:
-            try:
-                image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-            except cv2.error:
-                image = None
+            # libjpeg/libpng print their warnings straight to descriptor 2; kept, and named if decoding fails
+            with native_output() as said:
+                try:
+                    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+                except cv2.error:
+                    image = None
         if image is None:
+            decoder = first_line("".join(said)) if data.size and "".join(said).strip() else ""
             raise DeployLabError(
-                f"image {str(path)!r} ({data.size} bytes) could not be decoded by OpenCV; "
-                "it is empty, corrupt or not an image format OpenCV reads (JPEG, PNG, BMP, TIFF, WebP)"
+                f"image {str(path)!r} ({data.size} bytes) could not be decoded by OpenCV"
+                + (f" ({decoder})" if decoder else "")
+                + "; it is empty, corrupt or not an image format OpenCV reads (JPEG, PNG, BMP, TIFF, WebP)"
             )
         return image
 

@@ -52,6 +52,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"checkpoint {str(path)!r} holds a {type(obj).__name__}, not a state dict of tensors; "
             "save it with torch.save(model.state_dict(), path)"
         )
+    odd = [k for k in obj if not isinstance(k, str)]
+    if odd:
+        raise DeployLabError(
+            f"checkpoint {str(path)!r} has keys that are not parameter names ({', '.join(map(repr, odd[:3]))}); "
+            "a state dict maps names like 'conv1.weight' to tensors: save it with torch.save(model.state_dict(), path)"
+        )
     return dict(obj)
 
 

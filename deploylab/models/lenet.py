@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from deploylab.paths import DATA_DIR
+from deploylab.errors import DeployLabError
+from deploylab.text import first_line
+from deploylab.paths import DATA_DIR, replace_when_done
 
 LENET_CHECKPOINT = DATA_DIR / "checkpoints" / "lenet_digits.pt"
 LENET_INPUT_SHAPE = (1, 1, 32, 32)
@@ -144,6 +146,11 @@ def load_lenet(checkpoint: str | Path | None = None) -> LeNet:
 def save_lenet_checkpoint(model: LeNet, path: str | Path = LENET_CHECKPOINT) -> Path:
     """Save ``model``'s state dict (tensors only, loadable with ``weights_only=True``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, path)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    try:
+        with replace_when_done(path) as partial:  # a full disk or Ctrl-C leaves the previous checkpoint
+            torch.save(state, partial)
+    except RuntimeError as exc:  # torch's zip writer reports a failed write without an errno
+        raise DeployLabError(f"cannot write {str(path)!r} (torch.save: {first_line(exc, limit=120)}); check that its "
+                             "folder is writable and has space (nothing was replaced)") from None
     return path

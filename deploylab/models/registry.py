@@ -22,6 +22,7 @@ Accepted specs:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,11 @@ class ModelBundle:
         return tuple(self.example_input.shape)
 
 
+# The example input is allocated to trace the model: bounded so a typo cannot ask for terabytes.
+MAX_EXAMPLE_ELEMENTS = 2**28
+MAX_EXAMPLE_RANK = 8
+
+
 def parse_shape(text: str) -> tuple[int, ...]:
     """``"1x3x224x224"`` -> ``(1, 3, 224, 224)``; a clear error for anything else."""
     parts = str(text).lower().replace(",", "x").split("x")
@@ -85,6 +91,13 @@ def parse_shape(text: str) -> tuple[int, ...]:
         raise DeployLabError(
             f"input shape {text!r} is not a list of positive integers joined by 'x'; "
             "write it like 1x3x224x224"
+        )
+    elements = math.prod(dims)
+    if len(dims) > MAX_EXAMPLE_RANK or elements > MAX_EXAMPLE_ELEMENTS:
+        raise DeployLabError(
+            f"input shape {text!r} has {len(dims)} dims and {elements:,} elements; an example input may have "
+            f"at most {MAX_EXAMPLE_RANK} dims and {MAX_EXAMPLE_ELEMENTS:,} elements (1 GiB of float32): export with "
+            "batch 1 and --dynamic-batch for large batches"
         )
     return dims
 

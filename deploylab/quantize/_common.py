@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.errors import DeployLabError
+from deploylab.text import first_line
 
 # Bits per element of each ONNX tensor type (int4/uint4 pack two per byte).
 _ELEMENT_BITS = {1: 32, 2: 8, 3: 8, 4: 16, 5: 16, 6: 32, 7: 64, 9: 8, 10: 16, 11: 64, 12: 32, 13: 64,
@@ -239,8 +240,13 @@ def quiet_tools(*logger_names: str):
             lg.handlers, lg.level, lg.propagate = handlers, level, propagate
 
 
-def check_onnx_valid(path: str | Path) -> None:
-    """Raise if ``onnx.checker`` (full check) rejects the file we just wrote: a bug, not bad input."""
+def check_onnx_valid(path: str | Path, output: str | Path | None = None) -> None:
+    """Refuse a written model that ``onnx.checker`` (full check) rejects, before it reaches ``output``
+    (the path the user asked for; ``path`` is where it was staged): a DeployLabError naming both."""
     import onnx
 
-    onnx.checker.check_model(str(path), full_check=True)
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        raise DeployLabError(f"the model made for {str(output or path)!r} fails onnx.checker ({first_line(exc, limit=200)}), "
+                             "so it was not written; check the input with `deploylab inspect`") from None

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from deploylab.errors import DeployLabError
+from deploylab.paths import replace_when_done
 from deploylab.quantize._common import (
     QuantizationReport,
     check_onnx_valid,
@@ -64,9 +65,9 @@ def convert_to_fp16(
     with quiet_tools("onnxruntime.transformers.float16") as messages:
         converted = convert_float_to_float16(model, keep_io_types=keep_io_types, op_block_list=blocked)
     topological_sort(converted.graph)
-    onnx_out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(converted, str(onnx_out))
-    check_onnx_valid(onnx_out)
+    with replace_when_done(onnx_out, suffix=".onnx") as staged:  # checked before it replaces anything
+        onnx.save(converted, str(staged))
+        check_onnx_valid(staged, onnx_out)
     seconds = time.perf_counter() - start
     return onnx_report(
         "fp16", "onnxruntime.transformers.float16", onnx_in, onnx_out, seconds, model, converted,

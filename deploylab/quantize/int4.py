@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from deploylab.errors import DeployLabError
+from deploylab.paths import replace_when_done
 from deploylab.models.mlp import MatMulMLP, MlpTrainingReport, train_matmul_mlp  # noqa: F401  (re-exported here)
 from deploylab.quantize._common import (
     QuantizationReport,
@@ -92,9 +93,9 @@ def quantize_int4_weights(
                                          accuracy_level=accuracy_level)
         quantizer.process()
     quantized = quantizer.model.model
-    onnx_out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(quantized, str(onnx_out))
-    check_onnx_valid(onnx_out)
+    with replace_when_done(onnx_out, suffix=".onnx") as staged:  # checked before it replaces anything
+        onnx.save(quantized, str(staged))
+        check_onnx_valid(staged, onnx_out)
     seconds = time.perf_counter() - start
     histogram = op_histogram(onnx_out)
     done = histogram.get("com.microsoft.MatMulNBits", 0)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,7 @@ import numpy as np
 
 from deploylab.errors import DeployLabError
 from deploylab.log import info
+from deploylab.paths import WRITE_ERRNOS, cannot_write, replace_when_done
 from deploylab.quantize._common import (
     QuantizationReport,
     check_onnx_valid,
@@ -167,12 +169,28 @@ def prepare_for_quantization(onnx_in: str | Path, onnx_out: str | Path) -> tuple
                 notes.append("quant_pre_process succeeded only without symbolic shape inference")
             return Path(onnx_out), notes
         except Exception as exc:  # ORT raises plain Exception for incomplete shape inference
+            if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # a full disk: no fallback helps
+                raise cannot_write(exc.filename or onnx_out, exc) from None
             first = first_line(exc, limit=200)
             notes.append(f"quant_pre_process{' (skip_symbolic_shape)' if options else ''} failed: {first}")
     notes.append("quantizing the model without pre-processing (expect less speed-up: fewer fused ops)")
     for note in notes:
         info(note)
+    if not _has_external_data(onnx_in):
+        # ORT's calibrator writes "<model>-inferred.onnx" beside the model it is given (and leaves it
+        # when it fails): give it a copy in onnx_out's (temporary) folder, never the user's file.
+        shutil.copyfile(onnx_in, onnx_out)
+        return Path(onnx_out), notes
     return Path(onnx_in), notes
+
+
+def _has_external_data(path: str | Path) -> bool:
+    from onnx.external_data_helper import uses_external_data
+
+    from deploylab.onnx_tools import load_onnx
+
+    model = load_onnx(path, load_external_data=False)
+    return any(uses_external_data(t) for t in model.graph.initializer)
 
 
 def upgrade_for_per_channel(model_path: Path, model, upgraded_path: Path) -> tuple[Path, object, str | None]:
@@ -355,11 +373,10 @@ def quantize_int8_from_ranges(
         check_nodes_to_exclude(model, options.excluded, preprocessed)
         cache = tmp / "ranges.json"
         save_tensors_data(tensors, cache)
-        onnx_out.parent.mkdir(parents=True, exist_ok=True)
-        with quiet_tools(*ORT_LOGGERS) as messages:
+        with replace_when_done(onnx_out, suffix=".onnx") as staged, quiet_tools(*ORT_LOGGERS) as messages:
             quantize_static(
                 str(path),
-                str(onnx_out),
+                str(staged),
                 calibration_data_reader=None,
                 quant_format=QuantFormat.QDQ,
                 per_channel=options.per_channel,
@@ -371,9 +388,9 @@ def quantize_int8_from_ranges(
                 extra_options=dict(options.extra_options or {}),
                 calibration_cache_path=str(cache),
             )
+            check_onnx_valid(staged, onnx_out)  # before it replaces anything at onnx_out
         notes += [m for m in messages if "pre-process" not in m and "pre_process" not in m][:5]
     seconds = time.perf_counter() - start
-    check_onnx_valid(onnx_out)
     return onnx_report(
         "int8", "onnxruntime.quantization (Q/DQ)", source, onnx_out, seconds, given,
         load_onnx(onnx_out, load_external_data=False),

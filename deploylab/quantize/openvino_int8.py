@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.errors import DeployLabError, require
+from deploylab.backends.openvino import save_ir
 from deploylab.quantize._common import QuantizationReport, file_bytes, quiet_tools, weight_bytes
 from deploylab.quantize.int8 import check_choice
 from deploylab.text import first_line
@@ -103,8 +104,7 @@ def quantize_int8_openvino(
             )
     except nncf.ValidationError as exc:  # e.g. ignored_scope names that are not in the model
         raise DeployLabError(f"NNCF refused the settings: {first_line(exc, limit=300)}") from exc
-    out_xml.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(quantized, str(out_xml), compress_to_fp16=False)
+    save_ir(quantized, out_xml)  # complete files renamed into place, or the previous ones left as they were
     seconds = time.perf_counter() - start
     source_weights = (onnx_or_xml.with_suffix(".bin").stat().st_size if onnx_or_xml.suffix == ".xml"
                       else weight_bytes(onnx_or_xml))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploylab.errors import DeployLabError
-from deploylab.paths import DATA_DIR, write_atomically
+from deploylab.paths import DATA_DIR, read_json_object, write_atomically
 from deploylab.support.cases import case_source, domain_name, iter_conformance_cases
 from deploylab.support.runs import (
     ATOL,
@@ -78,9 +78,9 @@ def build_support_matrix(
     current = versions(backends)
     if out_path.is_file() and not rebuild:
         try:
-            existing = json.loads(out_path.read_text())
-        except json.JSONDecodeError:
-            existing = {}
+            existing = read_json_object(out_path, "support matrix", "rebuilding it")
+        except DeployLabError:
+            existing = {}  # damaged or foreign: measured again and replaced
         if (existing.get("backends") == list(backends) and existing.get("limit") == limit
                 and all(existing.get("versions", {}).get(k) == current[k] for k in ("onnx", *backends))):
             return existing
@@ -341,16 +341,38 @@ def _since_version(domain: str, op_type: str, opset: int) -> int | None:
 def load_support_matrix(path: str | Path = MATRIX_PATH) -> SupportMatrix:
     """Read a matrix written by :func:`build_support_matrix`."""
     path = Path(path)
-    if not path.is_file():
-        raise DeployLabError(
-            f"support matrix {str(path)!r} does not exist; build it once with "
-            "`python -c 'from deploylab.support import build_support_matrix; build_support_matrix()'` "
-            "(a few minutes)"
-        )
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DeployLabError(f"{str(path)!r} is not a support matrix (invalid JSON: {exc}); rebuild it") from exc
-    if data.get("format") != MATRIX_FORMAT or "ops" not in data:
+    data = read_json_object(path, "support matrix", "build it again with "
+                            "`python -c 'from deploylab.support import build_support_matrix; build_support_matrix()'` "
+                            "(a few minutes)")
+    if data.get("format") != MATRIX_FORMAT or not isinstance(data.get("ops"), dict):
         raise DeployLabError(f"{str(path)!r} is not a deploylab support matrix (format {data.get('format')!r})")
+    problem = _shape_problem(data)
+    if problem:
+        raise DeployLabError(f"support matrix {str(path)!r} is damaged ({problem}); rebuild it with "
+                             "build_support_matrix(rebuild=True)")
     return SupportMatrix(data, str(path))
+
+
+def _shape_problem(data: dict) -> str | None:
+    """What in a matrix file does not have the shape :func:`build_support_matrix` writes (None: all fits)."""
+    def counts_ok(counts) -> bool:  # {status: count} per backend, or the entry's case count
+        if not isinstance(counts, dict):
+            return type(counts) is int
+        return all(isinstance(k, str) and type(n) is int for k, n in counts.items())
+
+    backends = data.get("backends", [])
+    if not isinstance(backends, list) or not all(isinstance(b, str) for b in backends):
+        return "'backends' is not a list of names"
+    if not isinstance(data.get("versions", {}), dict):
+        return "'versions' is not an object"
+    for op, entries in data["ops"].items():
+        if not isinstance(entries, dict) or not all(
+                isinstance(v, str) and v.isdigit() and isinstance(e, dict) and all(map(counts_ok, e.values()))
+                for v, e in entries.items()):
+            return f"the entry of {op!r} is not {{op version: {{backend: {{status: count}}, 'cases': n}}}}"
+    failures = data.get("failures", [])
+    keys = ("op", "backend", "status", "detail", "case")
+    if not isinstance(failures, list) or not all(
+            isinstance(f, dict) and all(isinstance(f.get(k), str) for k in keys) for f in failures):
+        return f"'failures' is not a list of records with {', '.join(keys)}"
+    return None

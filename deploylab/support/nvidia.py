@@ -9,12 +9,11 @@ reads that file once and answers per operator.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploylab.errors import DeployLabError
-from deploylab.paths import DATA_DIR
+from deploylab.paths import DATA_DIR, read_json_object
 
 TENSORRT_OPS_PATH = DATA_DIR / "tensorrt_onnx_ops.json"
 TENSORRT_OPS_FORMAT = 1
@@ -38,18 +37,17 @@ class TensorRTOpTable:
 def read_tensorrt_op_table(path: str | Path = TENSORRT_OPS_PATH) -> TensorRTOpTable:
     """Read a table file (format :data:`TENSORRT_OPS_FORMAT`); a clear error when it is missing or damaged."""
     path = Path(path)
-    if not path.is_file():
-        raise DeployLabError(f"TensorRT's documented operator table {str(path)!r} does not exist; it ships in "
-                             "the repository's data/ folder (set DEPLOYLAB_DATA to the folder that holds it)")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DeployLabError(f"{str(path)!r} is not TensorRT's operator table (invalid JSON: {exc})") from exc
+    data = read_json_object(path, "TensorRT's documented operator table",
+                            "it ships in the repository's data/ folder (set DEPLOYLAB_DATA to the folder that holds it)")
     missing = [k for k in ("source", "tensorrt", "read", "ops") if k not in data]
     if data.get("format") != TENSORRT_OPS_FORMAT or missing:
         raise DeployLabError(f"{str(path)!r} is not a deploylab TensorRT operator table (format "
                              f"{data.get('format')!r}, missing {', '.join(missing) or 'nothing'})")
-    ops = {op: (bool(row["supported"]), str(row.get("restriction", ""))) for op, row in data["ops"].items()}
+    try:
+        ops = {op: (bool(row["supported"]), str(row.get("restriction", ""))) for op, row in data["ops"].items()}
+    except (AttributeError, KeyError, TypeError) as exc:
+        raise DeployLabError(f"{str(path)!r} has a malformed operator row ({type(exc).__name__}: {exc}); "
+                             "restore it from the repository's data/ folder") from None
     return TensorRTOpTable(ops, data["source"], data["tensorrt"], data["read"])
 
 

@@ -650,7 +650,7 @@ def case_build(b: Bindings, case: dict) -> dict:
     settings = BuildSettings(**case["settings"], profiles=[parse_profile_args(**p) for p in case.get("profiles", [])])
     # Calibration batches that lack the input TensorRT asks for: get_batch raises inside TensorRT.
     batches = [{"not_the_input": np.zeros((2, 3, 8, 8), np.float32)}] if case.get("bad_batches") else None
-    sidecar = Path(str(settings.engine_path) + ".json")
+    sidecar = Path(str(settings.engine_path) + ".deploylab.json")
     if case.get("stale_sidecar"):
         sidecar.write_text('{"format": "a record of an older plan"}')
     try:

@@ -14,7 +14,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 
-from deploylab.backends.build_record import RECORD_FORMATS, read_record, write_record
+from deploylab.backends.build_record import RECORD_FORMATS, read_record, record_path_for, write_record
 from deploylab.backends.tensorrt.settings import BuildSettings, ModelFacts, read_model_facts
 from deploylab.backends.tensorrt.version import RUNTIME_KINDS, TensorRTVersion
 from deploylab.errors import DeployLabError
@@ -79,9 +79,8 @@ def _cc_tuple(value) -> tuple[int, int] | None:
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
-    """Where the build record of ``engine_path`` lives: ``<engine>.json`` next to it."""
-    engine_path = Path(engine_path)
-    return engine_path.with_name(engine_path.name + ".json")
+    """Where the build record of ``engine_path`` lives: ``<engine>.deploylab.json`` next to it."""
+    return record_path_for(engine_path)
 
 
 def write_sidecar(settings: BuildSettings, version: TensorRTVersion, gpu: dict | None, profiles=None,
