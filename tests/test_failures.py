@@ -240,3 +240,50 @@ def test_inspect_says_a_graph_without_outputs_is_not_runnable(cli, tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(model))
     r = cli("inspect", model)
     assert r.code == 1 and "INVALID: the graph has no outputs" in r.out
+
+
+def _broken_models(folder):
+    """ONNX files each engine must refuse in one line: (name, path)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+
+    def save(name, nodes, inputs=(x,), initializers=(), check=False):
+        model = helper.make_model(helper.make_graph(nodes, "g", list(inputs), [y], list(initializers)),
+                                  opset_imports=[helper.make_opsetid("", 17)])
+        path = folder / f"{name}.onnx"
+        onnx.save(model, str(path))
+        return name, path
+
+    outside = helper.make_tensor("w", TensorProto.FLOAT, [1, 4], [1.0] * 4)
+    outside.data_location = TensorProto.EXTERNAL
+    outside.ClearField("float_data")
+    outside.external_data.add(key="location", value="../../../etc/passwd")
+    missing = helper.make_tensor("w", TensorProto.FLOAT, [1, 4], [1.0] * 4)
+    missing.data_location = TensorProto.EXTERNAL
+    missing.ClearField("float_data")
+    missing.external_data.add(key="location", value="absent.bin")
+    return [
+        save("missing_initializer", [helper.make_node("Add", ["x", "w"], ["y"])]),
+        save("cycle", [helper.make_node("Add", ["x", "z"], ["y"]), helper.make_node("Relu", ["y"], ["z"])]),
+        save("duplicate_inputs", [helper.make_node("Relu", ["x"], ["y"])], inputs=(x, x)),
+        save("external_outside", [helper.make_node("Add", ["x", "w"], ["y"])], initializers=(outside,)),
+        save("external_missing", [helper.make_node("Add", ["x", "w"], ["y"])], initializers=(missing,)),
+        save("unknown_op", [helper.make_node("NoSuchOp", ["x"], ["y"])]),
+    ]
+
+
+def test_broken_models_are_one_line_in_every_command(cli, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((1, 4), np.float32))
+    np.save(tmp_path / "calib.npy", np.zeros((4, 4), np.float32))
+    for name, model in _broken_models(tmp_path):
+        for argv in (["build", model, "--backend", "openvino", "-o", tmp_path / f"{name}.xml"],
+                     ["run", model, "--input", tmp_path / "x.npy"],
+                     ["compare", model, "--backends", "onnxruntime,openvino"],
+                     ["quantize", model, "--mode", "int8", "--calib-data", tmp_path / "calib.npy",
+                      "-o", tmp_path / f"{name}_int8.onnx"],
+                     ["quantize", model, "--mode", "int8", "--backend", "openvino", "--calib-data",
+                      tmp_path / "calib.npy", "-o", tmp_path / f"{name}_int8.xml"]):
+            r = cli(*argv)
+            assert r.code == 2 and len(r.err.strip().splitlines()) == 1 and "Traceback" not in r.err, (name, argv, r)
+            assert "internal error" not in r.err, (name, argv[0], r.err)
+    assert not list(tmp_path.glob("*.xml")) and not list(tmp_path.glob("*_int8.onnx"))

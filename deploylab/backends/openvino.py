@@ -153,11 +153,7 @@ def _build_ir_locked(ov, onnx_path: Path, xml_path: Path, profile, reuse: bool) 
                 shapes = {p.get_any_name(): str(p.get_partial_shape()) for p in model.inputs}
                 return BuildReport("openvino", xml_path, sidecar_path, time.perf_counter() - start, recorded,
                                    reused=True, facts={"input_shapes": shapes})
-    try:
-        model = ov.convert_model(str(onnx_path))
-    except Exception as exc:  # noqa: BLE001 - OpenVINO's frontends raise their own exception types
-        raise EngineError(f"OpenVINO cannot convert {str(onnx_path)!r}: {engine_error_summary(str(exc))[:300]}; "
-                          "check the model with `deploylab check-support`", engine_text=str(exc)) from exc
+    model = read_model(onnx_path)
     shapes = _bounded_shapes(model, profile)
     if shapes:
         model.reshape(shapes)
@@ -184,6 +180,19 @@ def _ir_files(xml_path: Path) -> dict:
     for kind, path in (("xml", xml_path), ("bin", xml_path.with_suffix(".bin"))):
         files[kind] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)} if path.is_file() else None
     return files
+
+
+def read_model(path: str | Path):
+    """An ``ov.Model`` from an ONNX file (``convert_model``) or an IR (``read_model``); what OpenVINO
+    refuses (an unknown op, a missing initializer, a cycle...) is one EngineError naming the file."""
+    ov = _ov()
+    path = Path(path)
+    try:
+        return ov.convert_model(str(path)) if path.suffix != ".xml" else ov.Core().read_model(str(path))
+    except Exception as exc:  # noqa: BLE001 - OpenVINO's frontends raise their own exception types
+        raise EngineError(f"OpenVINO cannot {'read' if path.suffix == '.xml' else 'convert'} {str(path)!r}: "
+                          f"{engine_error_summary(str(exc))[:300]}; check the model with `deploylab check-support`",
+                          engine_text=str(exc)) from exc
 
 
 def _refuse_changed_ir(xml_path: Path) -> None:

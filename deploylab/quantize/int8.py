@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deploylab.errors import DeployLabError
+from deploylab.errors import DeployLabError, EngineError
 from deploylab.log import info
 from deploylab.paths import WRITE_ERRNOS, cannot_write, replace_when_done
 from deploylab.quantize._common import (
@@ -297,16 +297,27 @@ def collect_tensors_data(
     reader = CalibrationReader(calibration[:usable], spec.name, batch, progress=progress,
                                desc=f"calibrating ({method})")
     with tempfile.TemporaryDirectory(prefix="deploylab-calib-") as tmp, quiet_tools(*ORT_LOGGERS):
-        calibrator = create_calibrator(
-            model_path,
-            _op_types_to_quantize(),
-            augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-            calibrate_method=_calibration_method(method),
-            extra_options=dict(calibrator_options or {}),
-        )
-        for feed in reader:
-            calibrator.collect_data(_OneBatch(feed))
-        tensors = calibrator.compute_data()
+        try:
+            calibrator = create_calibrator(
+                model_path,
+                _op_types_to_quantize(),
+                augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                calibrate_method=_calibration_method(method),
+                extra_options=dict(calibrator_options or {}),
+            )
+            for feed in reader:
+                calibrator.collect_data(_OneBatch(feed))
+            tensors = calibrator.compute_data()
+        except DeployLabError:
+            raise
+        except OSError as exc:
+            if exc.errno in WRITE_ERRNOS:
+                raise cannot_write(exc.filename or tmp, exc) from None
+            raise
+        except Exception as exc:  # noqa: BLE001 - ORT's calibrator loads and runs the model: its errors are the engine's
+            raise EngineError(f"ONNX Runtime's calibrator failed on {str(model_path)!r}: {first_line(exc, limit=240)}; "
+                              "check that the model runs (`deploylab run`), or re-export it",
+                              engine_text=str(exc)) from exc
         del calibrator  # its session holds the augmented model open
     return tensors
 

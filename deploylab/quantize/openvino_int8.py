@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from deploylab.errors import DeployLabError, require
-from deploylab.backends.openvino import save_ir
+from deploylab.errors import DeployLabError, EngineError, require
+from deploylab.backends.openvino import read_model, save_ir
 from deploylab.quantize._common import QuantizationReport, file_bytes, quiet_tools, weight_bytes
 from deploylab.quantize.int8 import check_choice
 from deploylab.text import first_line
@@ -60,7 +60,7 @@ def quantize_int8_openvino(
     from deploylab.data.calibration import check_calibration_array
     from deploylab.onnx_tools import load_onnx
 
-    ov = require("openvino", "openvino", "the OpenVINO backend")
+    require("openvino", "openvino", "the OpenVINO backend")
     onnx_or_xml, out_xml = Path(onnx_or_xml), Path(out_xml)
     if out_xml.suffix != ".xml":
         raise DeployLabError(f"OpenVINO IR path {str(out_xml)!r} must end in .xml (the .bin is written beside it)")
@@ -71,8 +71,7 @@ def quantize_int8_openvino(
         raise DeployLabError(f"{str(onnx_or_xml)!r} is not an existing .onnx file or OpenVINO .xml IR")
     with _no_cuda_notice():
         nncf = require("nncf", "nncf", "int8 quantization for OpenVINO")
-    core = ov.Core()
-    model = ov.convert_model(str(onnx_or_xml)) if onnx_or_xml.suffix == ".onnx" else core.read_model(str(onnx_or_xml))
+    model = read_model(onnx_or_xml)
     if len(model.inputs) != 1:
         raise DeployLabError(f"NNCF calibration here feeds one input; {onnx_or_xml.name} has {len(model.inputs)}")
     port = model.inputs[0]
@@ -104,6 +103,9 @@ def quantize_int8_openvino(
             )
     except nncf.ValidationError as exc:  # e.g. ignored_scope names that are not in the model
         raise DeployLabError(f"NNCF refused the settings: {first_line(exc, limit=300)}") from exc
+    except Exception as exc:  # noqa: BLE001 - NNCF compiles and runs the model: its failures are the engine's
+        raise EngineError(f"NNCF could not quantize {str(onnx_or_xml)!r}: {first_line(exc, limit=240)}",
+                          engine_text=str(exc)) from exc
     save_ir(quantized, out_xml)  # complete files renamed into place, or the previous ones left as they were
     seconds = time.perf_counter() - start
     source_weights = (onnx_or_xml.with_suffix(".bin").stat().st_size if onnx_or_xml.suffix == ".xml"
