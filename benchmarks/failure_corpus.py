@@ -181,7 +181,7 @@ def build_fixtures(fx: Path, log) -> dict:
     # arrays
     np.save(fx / "x_lenet.npy", rng.random((1, 1, 32, 32)).astype(np.float32))
     np.save(fx / "x_tiny.npy", rng.random((1, 4)).astype(np.float32))
-    np.save(fx / "calib_tiny.npy", rng.random((8, 1, 4)).astype(np.float32))
+    np.save(fx / "calib_tiny.npy", rng.random((8, 4)).astype(np.float32))  # N samples of the 1x4 input
     # checkpoints
     import torch
 
@@ -272,6 +272,9 @@ def build_corpus(F: dict, fx: Path) -> list[Case]:
                               ("out.onnx",)),
             "quantize-int8": (["quantize", "m.onnx", "--mode", "int8", "--calib-data", "calib.npy", "-o", "out.onnx"],
                               S02 if is_odd else S2, ("out.onnx",)),
+            "quantize-int8-ov": (["quantize", "m.onnx", "--mode", "int8", "--backend", "openvino", "--calib-data",
+                                  "calib.npy", "-o", "out.xml"], S02 if is_odd else S2,
+                                 ("out.xml", "out.bin", "out.xml.deploylab.json")),
             "bench": (["bench", "m.onnx", "--batch", "1", "--repeats", "3"], S02 if is_odd else S2, ()),
             "profile": (["profile", "m.onnx", "--runs", "2"], S02 if is_odd else S2, ()),
         }
@@ -281,7 +284,7 @@ def build_corpus(F: dict, fx: Path) -> list[Case]:
         if name in ("huge_dim", "unknown_domain"):
             cmds["inspect"] = (cmds["inspect"][0], S012, ())
         if name in ("huge_dim", "unknown_domain", "no_outputs"):
-            for lenient in ("quantize-fp16", "build"):
+            for lenient in ("quantize-fp16", "build") + (("quantize-int8", "quantize-int8-ov") if name == "no_outputs" else ()):
                 cmds[lenient] = (cmds[lenient][0], S02, cmds[lenient][2])
         for cmd, (argv, allowed, outs) in cmds.items():
             setup = dict(src, **feed, **{"calib.npy": fx / "calib_tiny.npy"})

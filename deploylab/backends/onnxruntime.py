@@ -13,6 +13,8 @@ host arrays, so binding saves little beyond an output allocation.
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -195,6 +197,19 @@ def new_session(model: str | Path | bytes, options=None, providers: list[Provide
         label = what or (f"{str(model)!r}" if isinstance(source, str) else "the model")
         raise EngineError(f"ONNX Runtime cannot load {label}: {first_line(exc)}. Check the model with "
                           "`deploylab inspect`, or re-export it", engine_text=str(exc)) from exc
+
+
+@contextlib.contextmanager
+def quiet_default_logger():
+    """ORT's process-wide logger at "fatal only" for sessions deploylab cannot give options to (the
+    int8 calibrator's): their failures raise with the same text, so the ``[E:onnxruntime ...]`` line is
+    noise. Restored to ORT's default, 2 (warning), after."""
+    ort = _ort()
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
 
 
 def quiet_run_options():

@@ -37,7 +37,9 @@ issue" for non-VNNI CPUs.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import platform
 import shutil
 import tempfile
@@ -48,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
+from deploylab.backends.onnxruntime import quiet_default_logger
 from deploylab.errors import DeployLabError, EngineError
 from deploylab.log import info
 from deploylab.paths import WRITE_ERRNOS, cannot_write, replace_when_done
@@ -161,9 +164,13 @@ def prepare_for_quantization(onnx_in: str | Path, onnx_out: str | Path) -> tuple
 
     notes = []
     attempts = ({}, {"skip_symbolic_shape": True})
+    onnx_in, onnx_out = Path(onnx_in).resolve(), Path(onnx_out).resolve()
     for options in attempts:
         try:
-            with quiet_tools(*ORT_LOGGERS):
+            # in a folder of its own: ORT's symbolic shape inference drops "sym_shape_infer_temp.onnx"
+            # into the working directory when it gives up
+            with quiet_tools(*ORT_LOGGERS), tempfile.TemporaryDirectory(prefix="deploylab-prep-") as cwd, \
+                    working_directory(cwd):
                 quant_pre_process(str(onnx_in), str(onnx_out), **options)
             if options:
                 notes.append("quant_pre_process succeeded only without symbolic shape inference")
@@ -182,6 +189,17 @@ def prepare_for_quantization(onnx_in: str | Path, onnx_out: str | Path) -> tuple
         shutil.copyfile(onnx_in, onnx_out)
         return Path(onnx_out), notes
     return Path(onnx_in), notes
+
+
+@contextlib.contextmanager
+def working_directory(path: str | Path):
+    """Run the block in ``path`` as the current directory (restored after, also on error)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def _has_external_data(path: str | Path) -> bool:
@@ -296,7 +314,8 @@ def collect_tensors_data(
              f"{len(calibration) - usable} samples are left out")
     reader = CalibrationReader(calibration[:usable], spec.name, batch, progress=progress,
                                desc=f"calibrating ({method})")
-    with tempfile.TemporaryDirectory(prefix="deploylab-calib-") as tmp, quiet_tools(*ORT_LOGGERS):
+    with tempfile.TemporaryDirectory(prefix="deploylab-calib-") as tmp, quiet_tools(*ORT_LOGGERS), \
+            quiet_default_logger():
         try:
             calibrator = create_calibrator(
                 model_path,
