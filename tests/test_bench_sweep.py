@@ -195,7 +195,7 @@ def test_cli_bench_skips_out_of_bounds_batches_when_others_run(lenet_ir, capsys)
     (["--batch", "1,eight"], "'1,eight'"),
     (["--batch", "0"], "contains 0"),
     (["--threads", "0"], "--threads must be at least 1"),
-    (["--seconds", "-2"], "--seconds must be a positive number"),
+    (["--seconds", "-2"], "--seconds must be a number of seconds from 0 to 3600"),
 ])
 def test_cli_bench_bad_input_exits_2_with_one_line(lenet_ts_dynamic, capsys, argv, named):
     code = main(["bench", str(lenet_ts_dynamic.path), *argv])

@@ -327,7 +327,10 @@ def _audited(commands, home: Path, **env) -> list[str]:
     """Every non-loopback host the commands looked up or reached, with HOME=home."""
     log = home.parent / f"{home.name}.audit"
     log.touch()
-    clean = {k: v for k, v in os.environ.items() if k not in ("TF_BUILD", "NNCF_CI")}  # as a user's shell has it
+    # as a user's shell has it: without the CI markers the telemetry package also honours (CI runs
+    # with CI=true, which alone would silence it), so that deploylab's own switch is what is tested
+    markers = ("TF_BUILD", "NNCF_CI", "NNCF_DEV", "CI", "JENKINS_URL")
+    clean = {k: v for k, v in os.environ.items() if k not in markers}
     r = subprocess.run([sys.executable, "-c", _AUDIT, json.dumps(commands), str(log)], capture_output=True,
                        text=True, timeout=600, env={**clean, "HOME": str(home), **env})
     assert r.returncode == 0, r.stderr[-3000:]
