@@ -851,7 +851,9 @@ def _file_problems(case, casedir, tmpdir, before, codes, failed) -> list[str]:
         if now is None:
             problems.append(f"{rel} vanished")
         elif now != digest:
-            if rel in outputs and ok_codes:
+            # A signal can land after the output was renamed into place: the user's file at -o was then
+            # replaced by the complete output they asked for, which must load (else it is torn).
+            if rel in outputs and (ok_codes or case.kill is not None):
                 problems += _validate(casedir / rel)
             elif rel in outputs:
                 problems.append(f"{rel} (existing file at the output path) changed although the command failed")
