@@ -1,0 +1,65 @@
+"""The fidelity a deployment must keep: ``top1-agreement>=0.99``, ``accuracy-drop<=0.5`` ...
+
+A candidate outside its budget is never chosen, whatever its speed, so the budget is parsed
+strictly: a known metric, the comparison that metric allows, a bound in its range.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from deploylab.errors import DeployLabError
+
+# metric -> (comparison, lowest bound, highest bound, what it measures)
+METRICS = {
+    "top1-agreement": (">=", 0.0, 1.0, "fraction of inputs whose top-1 class equals the fp32 reference's"),
+    "top5-overlap": (">=", 0.0, 1.0, "mean fraction of the reference's top-5 classes found in the candidate's"),
+    "accuracy-drop": ("<=", 0.0, 100.0, "labelled accuracy lost against fp32, in percentage points"),
+    "kl": ("<=", 0.0, math.inf, "mean KL divergence of the candidate's softmax from the reference's"),
+    "max-abs-error": ("<=", 0.0, math.inf, "largest absolute difference of any output value"),
+}
+_SYNTAX = re.compile(r"\s*([a-z0-9-]+)\s*(>=|<=|>|<|=)\s*([^\s]+)\s*")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """``metric op bound``; :meth:`met` says whether a measured value keeps it."""
+
+    metric: str
+    op: str
+    bound: float
+
+    def met(self, value: float | None) -> bool:
+        """True when ``value`` keeps the budget; an unmeasured (None) or NaN value never does."""
+        if value is None or not math.isfinite(value):
+            return False
+        return value >= self.bound if self.op == ">=" else value <= self.bound
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.bound:g}"
+
+
+def parse_budget(text: str) -> Budget:
+    """``"top1-agreement>=0.99"`` -> Budget; one-line errors name the text and what is allowed."""
+    known = ", ".join(f"{name}{op}N" for name, (op, *_rest) in METRICS.items())
+    match = _SYNTAX.fullmatch(str(text))
+    if not match:
+        raise DeployLabError(f"--budget {text!r} is not METRIC>=N or METRIC<=N; use one of {known}, "
+                             "e.g. top1-agreement>=0.99")
+    metric, op, number = match.groups()
+    if metric not in METRICS:
+        raise DeployLabError(f"--budget {text!r}: unknown metric {metric!r}; use one of {known}")
+    wanted, low, high, meaning = METRICS[metric]
+    if op != wanted:
+        raise DeployLabError(f"--budget {text!r}: {metric} ({meaning}) is bounded with {wanted}, "
+                             f"e.g. {metric}{wanted}{'0.99' if wanted == '>=' else '0.5'}")
+    try:
+        bound = float(number)
+    except ValueError:
+        bound = math.nan
+    if not (math.isfinite(bound) and low <= bound <= high):
+        span = f"from {low:g} to {high:g}" if math.isfinite(high) else f"of at least {low:g}"
+        raise DeployLabError(f"--budget {text!r}: the bound of {metric} must be a number {span}")
+    return Budget(metric, op, bound)
