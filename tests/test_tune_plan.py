@@ -92,3 +92,26 @@ def test_the_plan_covers_the_settings_that_matter_cheapest_first():
 def test_bad_plans_are_refused(kw, said):
     with pytest.raises(DeployLabError, match=said):
         _plan(**kw)
+
+
+def test_a_budget_judges_measured_fidelity_and_fails_a_broken_candidate():
+    """On real classifier-like logits: the same outputs keep every budget; a candidate with one layer's
+    worth of damage (half the rows' classes swapped) or constant outputs does not."""
+    import numpy as np
+
+    from deploylab.quantize.evaluate import fidelity
+
+    rng = np.random.default_rng(0)
+    reference = rng.standard_normal((200, 10)) * 3
+    same = fidelity(reference, reference + rng.standard_normal(reference.shape) * 1e-4)
+    damaged = reference.copy()
+    damaged[::2] = damaged[::2, ::-1]
+    broken = fidelity(reference, damaged)
+    constant = fidelity(reference, np.tile(reference[:1], (200, 1)))
+    for text in ("top1-agreement>=0.99", "top5-overlap>=0.95", "kl<=0.01", "max-abs-error<=0.01"):
+        budget = parse_budget(text)
+        assert budget.keeps(same), text
+        assert not budget.keeps(broken) and not budget.keeps(constant), text
+    drop = parse_budget("accuracy-drop<=0.5")
+    assert drop.keeps(same, accuracy_drop=0.2) and not drop.keeps(same, accuracy_drop=1.0)
+    assert not drop.keeps(same)  # accuracy not measured: never chosen

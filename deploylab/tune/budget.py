@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from deploylab.errors import DeployLabError
+from deploylab.quantize.evaluate import Fidelity
 
 # metric -> (comparison, lowest bound, highest bound, what it measures)
 METRICS = {
@@ -20,6 +21,8 @@ METRICS = {
     "kl": ("<=", 0.0, math.inf, "mean KL divergence of the candidate's softmax from the reference's"),
     "max-abs-error": ("<=", 0.0, math.inf, "largest absolute difference of any output value"),
 }
+_FIDELITY_FIELDS = {"top1-agreement": "top1_agreement", "top5-overlap": "top5_overlap", "kl": "mean_kl",
+                    "max-abs-error": "max_abs_error"}
 _SYNTAX = re.compile(r"\s*([a-z0-9-]+)\s*(>=|<=|>|<|=)\s*([^\s]+)\s*")
 
 
@@ -36,6 +39,17 @@ class Budget:
         if value is None or not math.isfinite(value):
             return False
         return value >= self.bound if self.op == ">=" else value <= self.bound
+
+    def value_in(self, measured: Fidelity, accuracy_drop: float | None = None) -> float | None:
+        """The budget's metric in a :class:`~deploylab.quantize.evaluate.Fidelity` (accuracy-drop,
+        which needs labels, is passed in); None when it was not measured."""
+        if self.metric == "accuracy-drop":
+            return accuracy_drop
+        return getattr(measured, _FIDELITY_FIELDS[self.metric])
+
+    def keeps(self, measured: Fidelity, accuracy_drop: float | None = None) -> bool:
+        """True when ``measured`` keeps the budget (never when its metric was not measured)."""
+        return self.met(self.value_in(measured, accuracy_drop))
 
     def __str__(self) -> str:
         return f"{self.metric}{self.op}{self.bound:g}"
