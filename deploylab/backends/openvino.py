@@ -140,7 +140,7 @@ def _build_ir_locked(ov, onnx_path: Path, xml_path: Path, profile, reuse: bool) 
         except DeployLabError:
             recorded = {}  # unreadable, or an older deploylab's record: rebuild below
         same_build = all(recorded.get(k) == v for k, v in wanted.items()) and recorded.get("openvino") == ov.__version__
-        if same_build and recorded.get("ir_files") != _ir_files(xml_path):
+        if same_build and _ir_changed(recorded, xml_path):
             info(f"{xml_path.name} or its .bin changed since they were built (their sizes or sha256 differ from "
                  f"{sidecar_path.name}): rebuilding instead of reusing them")
             same_build = False
@@ -174,6 +174,11 @@ def _build_ir_locked(ov, onnx_path: Path, xml_path: Path, profile, reuse: bool) 
     return BuildReport("openvino", xml_path, sidecar_path, seconds, sidecar, facts={"input_shapes": sidecar["inputs"]})
 
 
+def _ir_changed(record: dict, xml_path: Path) -> bool:
+    """True when the IR's .xml/.bin are not the files ``record`` lists (sizes and sha256)."""
+    return record.get("ir_files") != _ir_files(xml_path)
+
+
 def _ir_files(xml_path: Path) -> dict:
     """Size and sha256 of an IR's .xml and .bin, so a record never vouches for files changed after it."""
     files = {}
@@ -203,7 +208,7 @@ def _refuse_changed_ir(xml_path: Path) -> None:
         record = read_record(record_path_for(xml_path), "openvino", "rebuild the IR")
     except DeployLabError:
         return  # not a record deploylab can read: the IR is treated as unrecorded
-    if record and record.get("ir_files") and record["ir_files"] != _ir_files(xml_path):
+    if record and record.get("ir_files") and _ir_changed(record, xml_path):
         raise DeployLabError(
             f"{str(xml_path)!r} or its .bin changed since they were built (sizes or sha256 differ from "
             f"{record_path_for(xml_path).name}): rebuild it with `deploylab build ONNX --backend openvino -o "

@@ -2,8 +2,9 @@
 
 ``np.load`` raises a different type for each way a file can be wrong: ``EOFError`` for an
 empty ``.npy``, ``zipfile.BadZipFile`` for a corrupt ``.npz``, ``ValueError`` for a pickled
-(object) array refused by ``allow_pickle=False``, ``OSError`` for unreadable bytes. Each
-becomes a :class:`DeployLabError` naming the file.
+(object) array refused by ``allow_pickle=False``, ``OSError`` for unreadable bytes, and a malformed header whatever numpy's header parser raises
+(``SyntaxError``, ``tokenize.TokenError``). With ``allow_pickle=False`` nothing in the file runs,
+so every exception means "not readable", and becomes a :class:`DeployLabError` naming the file.
 """
 
 from __future__ import annotations
@@ -14,12 +15,6 @@ import numpy as np
 
 from deploylab.errors import DeployLabError
 from deploylab.text import first_line
-
-# A malformed .npy header fails inside numpy's header parser with whatever it raises (SyntaxError,
-# tokenize.TokenError, ...): with allow_pickle=False nothing in the file runs, so any Exception means
-# "not readable".
-_READ_ERRORS = (Exception,)
-
 
 def _check_file(path: Path, what: str) -> None:
     if not path.exists():
@@ -34,7 +29,7 @@ def load_npy(path: str | Path, what: str = "input file") -> np.ndarray:
     _check_file(path, what)
     try:
         array = np.load(path, allow_pickle=False)
-    except _READ_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - see the module docstring: any failure means unreadable
         reason = "the file is empty" if path.stat().st_size == 0 else first_line(exc, limit=160)
         raise DeployLabError(f"{what} {str(path)!r} is not a readable .npy array ({reason}); "
                              "save it with numpy.save(path, array)") from exc
@@ -52,7 +47,7 @@ def load_npz(path: str | Path, what: str = "input file") -> dict[str, np.ndarray
             if not hasattr(archive, "keys"):
                 raise ValueError("it holds a single array, not an archive")
             return {k: archive[k] for k in archive.keys()}
-    except _READ_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - see the module docstring: any failure means unreadable
         reason = "the file is empty" if path.stat().st_size == 0 else first_line(exc, limit=160)
         raise DeployLabError(f"{what} {str(path)!r} is not a readable .npz archive ({reason}); "
                              "save it with numpy.savez(path, name=array)") from exc
