@@ -174,6 +174,16 @@ def machine_line(env: dict | None = None) -> str:
             f"SIMD: {simd}, VNNI: {vnni or 'no'}, AMX: {amx or 'no'}, BF16: {bf16 or 'no'}")
 
 
+def cpu_mhz() -> float | None:
+    """The clock /proc/cpuinfo reports for the first CPU, in MHz (None where it reports none). In a
+    VM this is often the nominal clock, not the boost clock."""
+    text = _proc_field("/proc/cpuinfo", "cpu MHz")
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
 def cpu_has_vnni(env: dict | None = None) -> bool:
     """True if the CPU has an int8 dot-product instruction: AVX-512 VNNI, AVX-VNNI or AMX int8 tiles.
 

@@ -34,6 +34,23 @@ def info(message: str) -> None:
 
 
 @contextlib.contextmanager
+def logger_level(target: logging.Logger, level: int) -> Iterator[None]:
+    """``target`` at ``level`` inside the block, its own level again after."""
+    previous = target.level
+    target.setLevel(level)
+    try:
+        yield
+    finally:
+        target.setLevel(previous)
+
+
+def info_held():
+    """Hold back :func:`info` lines inside the block (announcements still print): for a caller
+    that reports the same fact itself, e.g. ``tune``'s table naming a precision a CPU lacks."""
+    return logger_level(logger, logging.WARNING)
+
+
+@contextlib.contextmanager
 def native_output(enabled: bool = True) -> Iterator[list[str]]:
     """Collect what C++ code writes to file descriptors 1 and 2 (Python's redirects cannot see it)."""
     sink: list[str] = []

@@ -8,7 +8,6 @@ and Q/DQ options do not apply here.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,20 +23,15 @@ from deploylab.text import first_line
 OPENVINO_PRESETS = ("performance", "mixed")
 
 
-@contextlib.contextmanager
 def _no_cuda_notice():
     """Hide torch's "No CUDA runtime is found" warning, which nncf triggers on a CPU machine."""
     import logging
 
     import torch  # noqa: F401  (first: importing torch would reset the level set below)
 
-    cpp_logger = logging.getLogger("torch.utils.cpp_extension")
-    level = cpp_logger.level
-    cpp_logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        cpp_logger.setLevel(level)
+    from deploylab.log import logger_level
+
+    return logger_level(logging.getLogger("torch.utils.cpp_extension"), logging.ERROR)
 
 
 def quantize_int8_openvino(

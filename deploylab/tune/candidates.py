@@ -10,7 +10,7 @@ expensive end.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from deploylab.errors import DeployLabError
 
@@ -38,12 +38,29 @@ class Candidate:
     status: str = "run"
     reason: str = ""
     command: str = ""
+    requests: int = 1  # requests in flight; 0 = as many as the engine says it wants (OpenVINO streams)
 
     @property
     def name(self) -> str:
         parts = [self.backend, self.precision]
         parts += [p for p in (self.recipe, self.calibration, self.hint) if p]
-        return " ".join(parts) + f" x{self.threads}"
+        name = " ".join(parts) + f" x{self.threads}"
+        if self.requests != 1:
+            name += f" {self.requests or 'auto'} in flight"
+        return name
+
+    @property
+    def build_key(self) -> tuple:
+        """Candidates with the same key run the same artifact (threads, hints and requests do not
+        change the file)."""
+        if self.backend == "openvino" and self.precision != "int8":
+            return (self.backend, "ir")  # one IR; the precision is a compile-time hint
+        return (self.backend, self.precision, self.recipe, self.calibration)
+
+    @property
+    def numerics_key(self) -> tuple:
+        """Candidates with the same key compute with the same kernels and precision."""
+        return (self.backend, self.precision, self.recipe, self.calibration)
 
     @property
     def cost(self) -> int:
@@ -60,11 +77,21 @@ def _check_names(values: Sequence[str], known: Sequence[str], flag: str) -> list
     return list(dict.fromkeys(values))
 
 
+OBJECTIVES = ("latency", "throughput")
+
+
 def plan_candidates(backends: Sequence[str], precisions: Sequence[str], *, cpus: int, bf16_cpu: bool,
-                    tensorrt_here: bool, model: str = "MODEL.onnx") -> list[Candidate]:
+                    tensorrt_here: bool, model: str = "MODEL.onnx", objective: str = "latency") -> list[Candidate]:
     """The candidates for ``backends`` x ``precisions`` on a machine with ``cpus`` logical CPUs,
     native bf16 or not (:func:`deploylab.env.cpu_supports_bf16`) and a usable TensorRT or not,
-    cheapest first. ``model`` goes into the build commands of candidates not runnable here."""
+    cheapest first. ``model`` goes into the build commands of candidates not runnable here.
+
+    ``objective="throughput"`` adds what single calls leave unused: one single-threaded ONNX
+    Runtime session per core with a request in flight on each (instead of one session's
+    intra-op threads), and OpenVINO's throughput hint with as many requests in flight as its
+    streams want (``requests=0``)."""
+    if objective not in OBJECTIVES:
+        raise DeployLabError(f"--objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
     backends = _check_names(backends, ("onnxruntime", "openvino", "tensorrt"), "--backends")
     precisions = _check_names(precisions, PRECISIONS, "--precisions")
     if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
@@ -74,7 +101,19 @@ def plan_candidates(backends: Sequence[str], precisions: Sequence[str], *, cpus:
     for backend in backends:
         for precision in precisions:
             plan += _for(backend, precision, threads, bf16_cpu, tensorrt_here, model)
+    if objective == "throughput":
+        plan = [_in_flight(c, cpus) for c in plan]
     return sorted(plan, key=lambda c: (c.status != "run", c.cost))  # stable: the given order within a cost
+
+
+def _in_flight(candidate: Candidate, cpus: int) -> Candidate:
+    if candidate.status != "run":
+        return candidate
+    if candidate.backend == "onnxruntime" and candidate.threads == 1 and cpus > 1:
+        return replace(candidate, requests=cpus)  # one session per core
+    if candidate.backend == "openvino" and candidate.hint == "throughput":
+        return replace(candidate, requests=0)  # OPTIMAL_NUMBER_OF_INFER_REQUESTS
+    return candidate
 
 
 def _for(backend, precision, threads, bf16_cpu, tensorrt_here, model) -> list[Candidate]:

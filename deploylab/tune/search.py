@@ -1,0 +1,428 @@
+"""``tune``: build every candidate, judge it on held-out inputs, time them together, choose.
+
+1. The model (a spec, exported here, or an ONNX file) gets its batch dim fixed at the tuned
+   batch size; its fp32 outputs on held-out inputs (:mod:`.heldout`) are the reference
+   (PyTorch eager when deploylab has the model, else ONNX Runtime on the file).
+2. Candidates (:func:`~deploylab.tune.candidates.plan_candidates`) are built cheapest first,
+   each artifact once, each judged against the reference: the budget's metric, top-1
+   agreement, top-5 overlap, KL and max abs error. A candidate an engine refuses keeps the
+   engine's reason. When the time budget would run out, the rest are reported as not measured.
+3. Every measured candidate, PyTorch eager and the default ONNX Runtime fp32 session are timed
+   by the block method (:func:`deploylab.bench.time_blocks`: engine by engine, pauses between,
+   the order rotating, equal explicit threads). The in-budget candidates close to the best are
+   timed again in a longer final run, and the winner is chosen from that run: the choice is
+   not the luck of one short block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deploylab.errors import DeployLabError
+from deploylab.tune.artifacts import Built, build_artifact, fix_batch, make_candidate_runner, refusal_after_compile, runner_call
+from deploylab.tune.budget import Budget, parse_budget
+from deploylab.tune.candidates import OBJECTIVES, PRECISIONS, Candidate, plan_candidates
+from deploylab.tune.report import TuneReport, TuneRow
+
+DEFAULT_BUDGET = "top1-agreement>=0.99"
+DEFAULT_TIME_BUDGET_S = 180.0
+#: The final run re-times the in-budget candidates within this factor of the best screened one.
+FINAL_WITHIN = 1.15
+FINAL_MAX = 4
+# Screening and final block settings per objective: (rounds, block, warmup).
+_SCREEN = {"latency": (3, 10, 2), "throughput": (3, 2, 1)}
+_FINAL = {"latency": (5, 20, 3), "throughput": (5, 4, 1)}
+_PAUSE_S = 0.2
+
+
+def parse_time_budget(text) -> float:
+    """``"180s"``, ``"3m"``, ``"90"`` (seconds) -> seconds, from 1 s to 24 h."""
+    raw = str(text).strip().lower()
+    scale = 60.0 if raw.endswith("m") else 1.0
+    number = raw[:-1] if raw[-1:] in ("s", "m") else raw
+    try:
+        seconds = float(number) * scale
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 1 <= seconds <= 86400):
+        raise DeployLabError(f"--time-budget {text!r} must be a duration from 1s to 24h, e.g. 180s or 3m")
+    return seconds
+
+
+def _positive(value, name: str, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= high:
+        raise DeployLabError(f"{name} must be an integer from 1 to {high}, got {value!r}")
+    return int(value)
+
+
+def _check_out(out: Path) -> None:
+    from deploylab.tune.report import REPORT_NAME, is_tune_report
+
+    if out.exists() and not out.is_dir():
+        raise DeployLabError(f"--out {str(out)!r} is a file; give a folder (it is created if missing)")
+    if out.is_dir() and any(out.iterdir()) and not is_tune_report(out / REPORT_NAME):
+        raise DeployLabError(f"--out {str(out)!r} is a folder with other files in it; give an empty or new folder "
+                             f"(or one a previous tune wrote: it holds {REPORT_NAME})")
+
+
+class _Model:
+    """The tuned ONNX file, the reference runner, the eager runner (None for an ONNX file)."""
+
+    def __init__(self, model, checkpoint, batch: int, work: Path, threads: int):
+        from deploylab.backends.onnxruntime import OnnxRuntimeRunner
+
+        given = Path(str(model))
+        self.bundle = None
+        if given.suffix.lower() == ".onnx":
+            if checkpoint is not None:
+                raise DeployLabError("--checkpoint applies to a model spec; an ONNX file carries its weights")
+            if not given.is_file():
+                raise DeployLabError(f"model file {str(given)!r} does not exist")
+            self.path = work / given.name
+            if not fix_batch(given, self.path, batch):
+                self.path = given
+            self.spec_text = str(given)
+            self.export_step = []
+        else:
+            self._export(str(model), checkpoint, batch, work)
+        self.reference = (self.eager(threads) if self.bundle is not None
+                          else OnnxRuntimeRunner(self.path, intra_op_threads=threads, name="onnxruntime fp32 (reference)"))
+
+    def _export(self, spec, checkpoint, batch, work):
+        import warnings
+
+        from deploylab.export import export_bundle
+        from deploylab.models import resolve_model
+        from deploylab.text import shape_text
+
+        bundle = resolve_model(spec, checkpoint=checkpoint)
+        if batch != bundle.input_shape[0]:
+            shape = (batch, *bundle.input_shape[1:])
+            bundle = resolve_model(spec, checkpoint=checkpoint, input_shape=shape)
+        self.bundle = bundle
+        self.path = work / f"{bundle.name}.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the exporter's deprecation notes; the graph is checked below
+            export_bundle(bundle, self.path, exporter="torchscript", opset=17)
+        self.spec_text = spec
+        flags = f" --checkpoint {checkpoint}" if checkpoint is not None else ""
+        self.export_step = [f"deploylab export {spec} -o {self.path.name} --exporter torchscript --opset 17 "
+                            f"--input-shape {shape_text(bundle.input_shape)}{flags}"]
+
+    def eager(self, threads: int):
+        from deploylab.backends.torch_eager import TorchEagerRunner
+
+        return TorchEagerRunner(self.bundle, name=f"pytorch eager fp32 x{threads}", threads=threads)
+
+
+def _environment():
+    from deploylab.env import collect_environment
+
+    env = collect_environment()
+    tensorrt_here = bool(env.get("gpu")) and bool(env.get("packages", {}).get("tensorrt"))
+    return env, tensorrt_here
+
+
+def tune(
+    model,
+    *,
+    budget: str | Budget = DEFAULT_BUDGET,
+    objective: str = "latency",
+    batch: int = 1,
+    backends=("onnxruntime", "openvino", "tensorrt"),
+    precisions=PRECISIONS,
+    time_budget: float | str = DEFAULT_TIME_BUDGET_S,
+    out: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    allow_unjudged: bool = False,
+    views: int | None = None,
+    progress: bool = True,
+    work_dir: str | Path | None = None,
+) -> TuneReport:
+    """The fastest deployment of ``model`` on this machine that keeps ``budget``; see the module docstring.
+
+    ``model``: a model spec (``efficientnet_lite0``, ``resnet18``, ...) or an ONNX file.
+    ``budget``: ``METRIC>=N`` / ``METRIC<=N`` (:func:`~deploylab.tune.budget.parse_budget`).
+    ``objective``: ``latency`` (median ms per call at ``batch``) or ``throughput`` (items/s,
+    with requests in flight where the engine can use them). ``backends``/``precisions``:
+    the names to combine (lists, or comma-separated text); ``time_budget``: seconds (or ``"3m"``) for the whole search;
+    ``out``: a folder for the report (``tune.json``), the Pareto plot and the winner's
+    artifact. ``allow_unjudged``: when the reference gives one class for every held-out
+    input (seeded weights), choose by speed anyway and say so (otherwise nothing is chosen).
+    ``views``: held-out photo views (default 320). ``work_dir``: build every candidate's
+    artifact there and keep them (default: a temporary folder, removed at the end; the
+    winner is copied to ``out``). Returns the :class:`TuneReport`.
+    """
+    started = time.perf_counter()
+    budget = budget if isinstance(budget, Budget) else parse_budget(budget)
+    if objective not in OBJECTIVES:
+        raise DeployLabError(f"--objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
+    batch = _positive(batch, "--batch", 1024)
+    if views is not None:
+        _positive(views, "--views", 100_000)
+    seconds = parse_time_budget(time_budget) if isinstance(time_budget, str) else float(time_budget)
+    if not (math.isfinite(seconds) and 1 <= seconds <= 86400):
+        raise DeployLabError(f"time_budget must be from 1 to 86400 seconds, got {time_budget!r}")
+    backends = backends.split(",") if isinstance(backends, str) else list(backends)
+    precisions = precisions.split(",") if isinstance(precisions, str) else list(precisions)
+    env, tensorrt_here = _environment()
+    cpus = int(env.get("cpu_count") or os.cpu_count() or 1)
+    from deploylab.env import cpu_supports_bf16
+
+    plan = plan_candidates(backends, precisions, cpus=cpus, bf16_cpu=cpu_supports_bf16(env),
+                           tensorrt_here=tensorrt_here, model=Path(str(model)).name if str(model).endswith(".onnx")
+                           else "model.onnx", objective=objective)
+    out = Path(out) if out is not None else None
+    if out is not None:
+        _check_out(out)
+    with contextlib.ExitStack() as stack:
+        if work_dir is None:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deploylab-tune-")))
+        else:
+            work = Path(work_dir)
+            if work.exists() and not work.is_dir():
+                raise DeployLabError(f"work_dir {str(work)!r} is a file; give a folder")
+            work.mkdir(parents=True, exist_ok=True)
+        search = _Search(model, checkpoint, budget, objective, batch, plan, seconds, cpus, env, work,
+                         allow_unjudged, views, progress, started)
+        report = search.run()
+        if out is not None:
+            report.write(out, search.winner_built)
+    return report
+
+
+class _Search:
+    def __init__(self, model, checkpoint, budget, objective, batch, plan, seconds, cpus, env, work,
+                 allow_unjudged, views, progress, started):
+        self.budget, self.objective, self.batch, self.plan = budget, objective, batch, plan
+        self.seconds, self.cpus, self.env, self.work = seconds, cpus, env, work
+        self.allow_unjudged, self.progress, self.started = allow_unjudged, progress, started
+        self.model = _Model(model, checkpoint, batch, work, cpus)
+        from deploylab.batching import predict
+        from deploylab.tune.heldout import held_out_inputs
+
+        self.held_out = held_out_inputs(self.model.path, batch, views)
+        if budget.metric == "accuracy-drop" and self.held_out.accepted is None:
+            raise DeployLabError(f"--budget {budget} needs labelled held-out inputs, and this model's are "
+                                 f"{self.held_out.source} without labels; bound top1-agreement, kl or max-abs-error "
+                                 "instead")
+        self.reference_outputs = predict(self.model.reference.activate(), self.held_out.inputs, 32 if
+                                         self.model.bundle is not None else batch)
+        self.built: dict[tuple, Built | str] = {}
+        self.fidelity: dict[tuple, tuple] = {}  # numerics key -> (outputs, seconds per call)
+        self.fidelity_owner: dict[tuple, str] = {}  # numerics key -> the candidate whose outputs those are
+        self._calibration = None
+        self.winner_built: Built | None = None
+
+    # -- phase 1: build and judge
+    def calibration(self):
+        if self._calibration is None:
+            from deploylab.quantize.dispatch import calibration_for_model
+
+            self._calibration = calibration_for_model(self.model.path)
+        return self._calibration
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def run(self) -> TuneReport:
+        from tqdm.auto import tqdm
+
+        rows = [TuneRow(c) for c in self.plan]
+        for row in rows:
+            row._objective = self.objective
+        runnable = [r for r in rows if r.candidate.status == "run"]
+        # Within one artifact's numerics, the all-cores runner goes first: it judges the held-out
+        # inputs fastest, and its siblings only check that they give the same outputs.
+        first_seen = {}
+        for i, row in enumerate(runnable):
+            first_seen.setdefault(row.candidate.numerics_key, i)
+        runnable.sort(key=lambda r: (first_seen[r.candidate.numerics_key], -r.candidate.threads))
+        build_times = [1.0]
+        with tqdm(total=len(runnable), desc="tune: build and judge", unit="candidate",
+                  disable=not self.progress) as bar:
+            for row in runnable:
+                bar.set_postfix_str(row.candidate.name)
+                key = row.candidate.build_key
+                new_build = key not in self.built
+                reserve = self._timing_estimate([r for r in rows if r.status == "measured"])
+                if (row is not runnable[0]
+                        and self.elapsed() + reserve + (max(build_times) if new_build else 0.5) > self.seconds):
+                    row.status, row.reason = "not measured", "time budget reached before it was built"
+                    bar.update()
+                    continue
+                self._build_and_judge(row)
+                if new_build and isinstance(self.built.get(key), Built):
+                    build_times.append(self.built[key].seconds)
+                bar.update()
+        measured = [r for r in rows if r.status == "measured"]
+        extras = self._baselines(measured)
+        self._time(measured, extras, final=False)
+        finalists = pick_finalists(measured, self.allow_unjudged)
+        if finalists:
+            baseline_rows = [r for r in measured if r.is_default_ort(self.cpus)] + list(extras)
+            self._time(list(dict.fromkeys(finalists + baseline_rows)), [], final=True)
+        report = TuneReport.assemble(self, rows, extras, finalists)
+        self.winner_built = self.built.get(report.winner.candidate.build_key) if report.winner else None
+        for row in rows + extras:
+            if row.runner is not None:
+                row.runner.deactivate()
+        return report
+
+    def _build_and_judge(self, row: TuneRow) -> None:
+        candidate = row.candidate
+        key = candidate.build_key
+        if key not in self.built:
+            try:
+                self.built[key] = build_artifact(candidate, self.model.path, self.work, self.calibration)
+            except DeployLabError as exc:
+                self.built[key] = str(exc)
+        built = self.built[key]
+        if isinstance(built, str):
+            row.status, row.reason = "refused", built
+            return
+        row.built = built
+        from deploylab.log import info_held
+
+        try:
+            with info_held():  # "asked for f16, runs bf16": the table gives it as the refusal's reason
+                runner = make_candidate_runner(candidate, built).activate()
+        except DeployLabError as exc:
+            row.status, row.reason = "refused", str(exc)
+            return
+        refusal = refusal_after_compile(candidate, runner)
+        if refusal:
+            runner.deactivate()
+            row.status, row.reason = "refused", refusal
+            return
+        row.runner = runner
+        row.precision_run = runner.settings().precision
+        row.steps = self.model.export_step + built.steps
+        row.call = runner_call(candidate, built, self.batch)
+        self._judge(row)
+        row.status = "measured"
+
+    def _judge(self, row: TuneRow) -> None:
+        from deploylab.batching import predict
+        from deploylab.quantize.evaluate import fidelity
+        from deploylab.tune.heldout import accuracy
+
+        key = row.candidate.numerics_key
+        inputs = self.held_out.inputs
+        if key in self.fidelity:
+            outputs, per_call = self.fidelity[key]
+            few = min(len(inputs), max(self.batch, (32 // self.batch) * self.batch))
+            mine = predict(row.runner, inputs[:few], self.batch)
+            scale = float(np.abs(outputs[:few]).max()) or 1.0
+            if np.abs(mine - outputs[:few]).max() <= 1e-5 * scale:
+                row.judged_by = "the same outputs as " + self.fidelity_owner[key]
+            else:
+                outputs, per_call = self._predict(row, inputs)
+        else:
+            outputs, per_call = self._predict(row, inputs)
+            self.fidelity[key] = (outputs, per_call)
+            self.fidelity_owner[key] = row.candidate.name
+        row.seconds_per_call = per_call
+        row.fidelity = fidelity(self.reference_outputs, outputs)
+        if self.held_out.accepted is not None:
+            row.accuracy_drop = 100.0 * (accuracy(self.reference_outputs, self.held_out.accepted)
+                                         - accuracy(outputs, self.held_out.accepted))
+        judged = row.fidelity.reference_classes >= 2
+        row.budget_value = self.budget.value_in(row.fidelity, row.accuracy_drop)
+        row.in_budget = self.budget.met(row.budget_value) if judged else None
+
+    def _predict(self, row, inputs):
+        from deploylab.batching import predict
+
+        t0 = time.perf_counter()
+        outputs = predict(row.runner, inputs, self.batch)
+        return outputs, (time.perf_counter() - t0) / max(1, len(inputs) // self.batch)
+
+    def _timing_estimate(self, rows) -> float:
+        rounds, block, warmup = _SCREEN[self.objective]
+        final_rounds, final_block, _ = _FINAL[self.objective]
+        per = [r.seconds_per_call * max(1, r.candidate.requests or self.cpus) for r in rows]
+        screen = sum(rounds * (_PAUSE_S + (block + warmup) * p) for p in per)
+        final = (FINAL_MAX + 2) * final_rounds * (_PAUSE_S + final_block * (max(per) if per else 0.0))
+        return screen + final
+
+    # -- phase 2: time
+    def _baselines(self, measured) -> list[TuneRow]:
+        """What the conclusion compares with, timed with the candidates: PyTorch eager (when deploylab
+        has the model) and ONNX Runtime's default fp32 session (when it is not a measured candidate)."""
+        from deploylab.backends.onnxruntime import OnnxRuntimeRunner
+
+        slowest = max((r.seconds_per_call for r in measured), default=0.01)
+        rows = []
+        if self.model.bundle is not None:
+            rows.append(TuneRow(Candidate("pytorch", "fp32", self.cpus)))
+            rows[-1].runner = self.model.eager(self.cpus).activate()
+        if not any(r.is_default_ort(self.cpus) for r in measured):
+            rows.append(TuneRow(Candidate("onnxruntime", "fp32", self.cpus)))
+            rows[-1].runner = OnnxRuntimeRunner(self.model.path, intra_op_threads=self.cpus).activate()
+        for row in rows:
+            row.status, row._objective, row.seconds_per_call = "baseline", self.objective, slowest
+        return rows
+
+    def _call(self, row: TuneRow):
+        from deploylab.batching import batch_feed
+        from deploylab.bench import RequestPool
+
+        feed = batch_feed(row.runner, self.batch, 0)
+        row.runner.check(feed)
+        requests = row.candidate.requests
+        if self.objective == "latency" or requests == 1:
+            return (lambda: row.runner.infer(feed)), self.batch
+        in_flight = requests or row.runner.optimal_requests
+        if row.pool is None:
+            row.pool = RequestPool(row.runner, in_flight)
+        feeds = [feed] * (2 * in_flight)
+        row.in_flight = in_flight
+        return (lambda: row.pool.run(feeds)), self.batch * len(feeds)
+
+    def _time(self, rows, extras, final: bool) -> None:
+        from deploylab.bench import time_blocks
+
+        everyone = list(rows) + list(extras)
+        if not everyone:
+            return
+        rounds, block, warmup = (_FINAL if final else _SCREEN)[self.objective]
+        calls, items = {}, {}
+        for row in everyone:
+            calls[row.label], items[row.label] = self._call(row)
+        if self.progress:
+            print(f"tune: timing {len(everyone)} {'finalists' if final else 'candidates'} by blocks "
+                  f"({rounds} rounds, {_PAUSE_S:g} s pauses, order rotating)", flush=True)
+        stats = time_blocks(calls, rounds=rounds, block=block, warmup=warmup, pause_s=_PAUSE_S, items_per_call=items)
+        for row in everyone:
+            if final:
+                row.final = stats[row.label]
+            else:
+                row.screen = stats[row.label]
+        for row in everyone:
+            if row.pool is not None:
+                row.pool.close()
+                row.pool = None
+
+
+def pick_finalists(measured, allow_unjudged: bool = False, within: float = FINAL_WITHIN,
+                   limit: int = FINAL_MAX) -> list[TuneRow]:
+    """The screened rows the final run re-times: only rows that keep the budget (or, with
+    ``allow_unjudged``, rows the budget could not judge), the fastest first, those within
+    ``within`` of the fastest, at most ``limit``. A row outside the budget is never one of them,
+    whatever its speed."""
+    eligible = [r for r in measured if r.in_budget is True or (r.in_budget is None and allow_unjudged)]
+    if not eligible:
+        return []
+    eligible.sort(key=lambda r: r.screen_cost)
+    best = eligible[0].screen_cost
+    # costs are ms (positive) for latency and -items/s (negative) for throughput
+    keep = [r for r in eligible if (r.screen_cost <= best * within if best > 0 else r.screen_cost <= best / within)]
+    return keep[:limit]
