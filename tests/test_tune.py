@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -23,7 +24,7 @@ from deploylab.bench import summarize_timings
 from deploylab.errors import DeployLabError
 from deploylab.tune import tune
 from deploylab.tune.candidates import Candidate
-from deploylab.tune.report import TuneRow, choose_winner
+from deploylab.tune.report import TuneRow, _ms, choose_winner
 from deploylab.tune.search import parse_time_budget, pick_finalists
 
 FAST = dict(backends="onnxruntime", precisions=("fp32", "fp16"), progress=False)
@@ -109,7 +110,7 @@ def test_lenet_report_table_files_and_reproduction(tmp_path):
     # the conclusion is computed from the final run: ratios over ONNX Runtime fp32 and eager
     line = report.conclusion()
     assert line.startswith(f"{winner.label} won") and "pytorch eager" in line
-    assert f"{winner.final.median_ms:.2f} ms" in line
+    assert f"{_ms(winner.final.median_ms)} ms" in line
     table = report.table()
     assert "<- chosen" in table and "refused" not in table  # fp32/fp16 on ORT all run
     files = sorted(p.name for p in out.iterdir())
@@ -192,6 +193,36 @@ def test_a_reference_that_cannot_judge_chooses_nothing_unless_allowed(tmp_path):
     assert "cannot judge" in report.conclusion() and "--allow-unjudged" in report.conclusion()
     allowed = tune(model, backends="onnxruntime", precisions="fp32", allow_unjudged=True, progress=False)
     assert allowed.winner is not None and "chosen by speed alone" in allowed.conclusion()
+
+
+def test_value_budgets_still_judge_a_constant_reference(tmp_path):
+    # a constant classifier cannot be judged by agreement, but its values can be compared
+    model = _constant_lenet(tmp_path / "constant.onnx")
+    report = tune(model, budget="max-abs-error<=1e-3", backends="onnxruntime", precisions="fp32", progress=False)
+    assert report.judged and report.winner is not None and report.winner.in_budget
+
+
+def _four_classes(path):
+    weight = helper.make_tensor("w", TensorProto.FLOAT, [10, 4], np.linspace(-1, 1, 40).tolist())
+    node = helper.make_node("MatMul", ["x", "w"], ["y"])
+    graph = helper.make_graph([node], "four", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("budget, said", [("top5-overlap>=0.9", "needs at least 6"),
+                                          ("accuracy-drop<=1", "needs labelled held-out inputs")])
+def test_budgets_the_model_cannot_have_are_refused(tmp_path, budget, said):
+    with pytest.raises(DeployLabError, match=said):
+        tune(_four_classes(tmp_path / "four.onnx"), budget=budget, **FAST)
+
+
+def test_an_unwritable_out_is_refused_before_the_search():
+    started = time.perf_counter()
+    with pytest.raises(DeployLabError, match="cannot be written"):
+        tune("lenet", out="/proc/deploylab-tune", **FAST)
+    assert time.perf_counter() - started < 20  # refused up front, not after a whole search
 
 
 def test_throughput_objective_puts_requests_in_flight():

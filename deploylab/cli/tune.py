@@ -17,7 +17,7 @@ def _cmd_tune(args) -> int:
     report = tune(args.model, budget=args.budget, objective=args.objective, batch=args.batch,
                   backends=args.backends.split(","), precisions=args.precisions.split(","), time_budget=seconds,
                   out=args.out, checkpoint=args.checkpoint, allow_unjudged=args.allow_unjudged, views=args.views,
-                  progress=sys.stderr.isatty())
+                  progress=sys.stderr.isatty(), calib_data=args.calib_data)
     from deploylab.env import machine_line
 
     print(f"machine: {machine_line(report.environment)}")
@@ -28,7 +28,10 @@ def _cmd_tune(args) -> int:
     print(report.conclusion())
     print(f"tune took {report.seconds:.0f} s (time budget {report.time_budget:.0f} s)")
     if args.out is not None:
-        print(f"report, plot and winner written to {args.out}")
+        written = ["tune.json"] + (["pareto.png"] if report.measured else [])
+        if report.winner_file is not None:
+            written.append(report.winner_file.name)
+        print(f"written to {args.out}: {', '.join(written)}" + ("" if report.winner_file else " (no winner)"))
     return EXIT_OK if report.winner is not None else EXIT_CHECK_FAILED
 
 
@@ -49,7 +52,11 @@ def register(sub) -> None:
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="folder for tune.json, pareto.png and the winner's artifact")
     p.add_argument("--checkpoint", type=Path, default=None, help="state dict for a model spec (.pth/.pt)")
-    p.add_argument("--views", type=int, default=None, help="held-out photo views to judge on (default 320)")
+    p.add_argument("--views", type=int, default=None,
+                   help="held-out photo views to judge on (default 320; digits models use the whole test split)")
+    p.add_argument("--calib-data", type=Path, default=None, metavar="DIR_OR_NPZ",
+                   help="int8 calibration inputs: .npy/.npz of preprocessed samples or an image folder (default: "
+                        "the built-in set for the input shape)")
     p.add_argument("--allow-unjudged", action="store_true",
                    help="when the fp32 model gives one class for every held-out input (seeded weights), choose by "
                         "speed alone instead of choosing nothing")

@@ -128,8 +128,9 @@ def make_candidate_runner(candidate: Candidate, built: Built | str | Path):
                           name=candidate.name)
 
 
-def runner_call(candidate: Candidate, built: Built, batch: int) -> str:
-    """The Python call that makes ``candidate``'s runner (what the report prints to reproduce it)."""
+def runner_call(candidate: Candidate, built: Built, batch: int, in_flight: int = 1) -> str:
+    """The Python call that makes ``candidate``'s runner (what the report prints to reproduce it);
+    with ``in_flight`` > 1, the :class:`~deploylab.bench.RequestPool` that keeps that many requests running."""
     path = built.path.name
     if candidate.backend == "onnxruntime":
         call = f"OnnxRuntimeRunner({path!r}, intra_op_threads={candidate.threads})"
@@ -137,8 +138,8 @@ def runner_call(candidate: Candidate, built: Built, batch: int) -> str:
         precision = None if candidate.precision == "int8" else candidate.precision
         call = (f"OpenVinoRunner({path!r}, precision={precision!r}, hint={candidate.hint!r}, "
                 f"threads={candidate.threads})")
-    if candidate.requests != 1:
-        call = f"RequestPool({call}, in_flight={candidate.requests or 'runner.optimal_requests'})"
+    if in_flight != 1:
+        call = f"RequestPool({call}, in_flight={in_flight})"
     return call + f"  # batch {batch}"
 
 

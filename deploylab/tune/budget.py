@@ -40,6 +40,12 @@ class Budget:
             return False
         return value >= self.bound if self.op == ">=" else value <= self.bound
 
+    @property
+    def counts_classes(self) -> bool:
+        """True for the metrics that compare decisions (top-1, top-5, accuracy), which a reference
+        giving one class for every input cannot judge."""
+        return self.metric in ("top1-agreement", "top5-overlap", "accuracy-drop")
+
     def value_in(self, measured: Fidelity, accuracy_drop: float | None = None) -> float | None:
         """The budget's metric in a :class:`~deploylab.quantize.evaluate.Fidelity` (accuracy-drop,
         which needs labels, is passed in); None when it was not measured."""
@@ -58,7 +64,7 @@ class Budget:
 def parse_budget(text: str) -> Budget:
     """``"top1-agreement>=0.99"`` -> Budget; one-line errors name the text and what is allowed."""
     known = ", ".join(f"{name}{op}N" for name, (op, *_rest) in METRICS.items())
-    match = _SYNTAX.fullmatch(str(text))
+    match = _SYNTAX.fullmatch(str(text).lower())
     if not match:
         raise DeployLabError(f"--budget {text!r} is not METRIC>=N or METRIC<=N; use one of {known}, "
                              "e.g. top1-agreement>=0.99")

@@ -122,7 +122,11 @@ def _for(backend, precision, threads, bf16_cpu, tensorrt_here, model) -> list[Ca
         if not tensorrt_here:
             return [Candidate(backend, precision, threads[-1], status="not on this machine",
                               reason="TensorRT needs an NVIDIA GPU and the full TensorRT", command=command)]
-        return [Candidate(backend, precision, threads[-1], command=command)]  # the GPU runs it, not the threads
+        # deploylab's TensorRT builder is checked against the real bindings without a GPU, but tune's
+        # own timing of plans has never run on one: it lists them for a run by hand rather than guess.
+        return [Candidate(backend, precision, threads[-1], status="refused", command=command + " && deploylab bench "
+                          f"model_{precision}.plan --backends tensorrt",
+                          reason="tune does not build and time TensorRT plans yet; build and time this one by hand")]
     if backend == "onnxruntime":
         if precision == "bf16":
             return [Candidate(backend, precision, t, status="refused",

@@ -39,20 +39,40 @@ def _multiple_of(count: int, batch: int) -> int:
     return max(batch, -(-count // batch) * batch)
 
 
+def _single_float_input(onnx_path):
+    from deploylab.onnx_tools import graph_inputs, graph_outputs, load_onnx
+
+    model = load_onnx(onnx_path, load_external_data=False)
+    inputs, outputs = graph_inputs(model), graph_outputs(model)
+    if len(inputs) != 1 or inputs[0].dtype != "float32" or not outputs:
+        names = ", ".join(f"{t.name}: {t.dtype}[{t.shape_text()}]" for t in inputs) or "none"
+        raise DeployLabError(f"tune judges models with one float32 input and at least one output; {str(onnx_path)!r} "
+                             f"has inputs {names} and {len(outputs)} output(s)")
+    return inputs[0], outputs
+
+
 def held_out_inputs(onnx_path, batch: int, count: int | None = None, seed: int = 0) -> HeldOut:
     """The held-out inputs for the single-input model at ``onnx_path``, fed ``batch`` at a time
     (the count is rounded up to a multiple of ``batch``).
 
-    1x32x32 inputs: the digits test split (labels). Inputs matching the file's image
-    preprocessing metadata: ``count`` evaluation views (default 320) of the labelled photos
-    when the file says its outputs are ImageNet-1k classes, else of all photos. Anything else:
-    ``count`` (default 64) seeded normal inputs, with a warning.
+    1x32x32 inputs: the digits test split (labels). Image inputs: ``count`` evaluation views
+    (default 320) of the photos, preprocessed as the file's metadata says (else, for 3x224x224,
+    with the mmcls ImageNet pipeline, as calibration does), of the labelled photos when the
+    outputs are ImageNet-1k classes (the metadata says so, or the first output has 1000 values).
+    Anything else: ``count`` (default 64) seeded normal inputs, with a warning. Only the first
+    output is judged; ``source`` names it.
     """
-    from deploylab.data.calibration import DIGITS_INPUT, image_evaluation_set, labelled_evaluation_views
+    from deploylab.data.calibration import (
+        DIGITS_INPUT,
+        IMAGENET_INPUT,
+        image_evaluation_set,
+        labelled_evaluation_views,
+    )
+    from deploylab.data.preprocess import ImagePreprocessing
     from deploylab.onnx_tools import preprocessing_for_artifact, read_metadata
-    from deploylab.quantize._common import single_input
 
-    spec = single_input(onnx_path)
+    spec, outputs = _single_float_input(onnx_path)
+    judged = f"; judged on output {outputs[0].name!r}" + (f" (of {len(outputs)})" if len(outputs) > 1 else "")
     sample = tuple(spec.shape[1:])
     if sample == DIGITS_INPUT:
         from deploylab.data.digits import load_digits_split
@@ -63,24 +83,27 @@ def held_out_inputs(onnx_path, batch: int, count: int | None = None, seed: int =
             raise DeployLabError(f"batch {batch} is larger than the digits test split ({len(test)} images)")
         return HeldOut(np.ascontiguousarray(test.images[:n], dtype=np.float32),
                        [(int(label),) for label in test.labels[:n]],
-                       f"{n} digits of the test split (calibration uses the train split)")
+                       f"{n} digits of the test split (calibration uses the train split){judged}")
     prep, _ = preprocessing_for_artifact(onnx_path)
+    if prep is None and sample == IMAGENET_INPUT:
+        prep = ImagePreprocessing()  # what calibration uses for such a file too
     if prep is not None and sample == tuple(prep.input_shape):
         n = _multiple_of(count or DEFAULT_VIEWS, batch)
-        if read_metadata(onnx_path).get("labels") == "imagenet-1k":
+        classes = outputs[0].shape[-1] if outputs[0].shape else None
+        if read_metadata(onnx_path).get("labels") == "imagenet-1k" or classes == 1000:
             views = labelled_evaluation_views(n, seed=seed, preprocessing=prep)
             return HeldOut(views.images, list(views.accepted),
                            f"{n} evaluation views of the labelled photos ({prep.name}; rotated, which the "
-                           "calibration views never are)")
+                           f"calibration views never are){judged}")
         return HeldOut(image_evaluation_set(n, seed=seed, preprocessing=prep), None,
-                       f"{n} evaluation views of the shipped photos ({prep.name})")
+                       f"{n} evaluation views of the shipped photos ({prep.name}){judged}")
     if any(not isinstance(d, int) or d < 1 for d in sample):
         raise DeployLabError(f"input {spec.name!r} has a symbolic dim beyond the batch ({sample}); tune needs "
                              "fixed sample dims: export with a fixed --input-shape")
     n = _multiple_of(count or 64, batch)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
     return HeldOut(rng.standard_normal((n, *sample), dtype=np.float32), None,
-                   f"{n} seeded normal inputs (seed {seed})",
+                   f"{n} seeded normal inputs (seed {seed}){judged}",
                    warning="seeded random inputs judge little: they show whether a candidate computes the same "
                            "function, not whether it still recognises real inputs; export with deploylab "
                            "(image preprocessing in the metadata) or give a model with a built-in data set")

@@ -125,7 +125,8 @@ class TuneReport:
         calibration = search._calibration[1] if search._calibration is not None else None
         return cls(search.model.spec_text, str(search.budget), search.objective, search.batch, search.env,
                    search.held_out.source, search.held_out.warning, search.model.reference.name, classes, rows,
-                   baselines, finalists, winner, classes >= 2, time.perf_counter() - search.started, search.seconds,
+                   baselines, finalists, winner, classes >= 2 or not search.budget.counts_classes,
+                   time.perf_counter() - search.started, search.seconds,
                    calibration)
 
     # -- reading
@@ -143,14 +144,20 @@ class TuneReport:
         if stats is None:
             return ""
         if self.objective == "latency":
-            return f"{stats.median_ms:.2f} ({stats.q1_ms:.2f}-{stats.q3_ms:.2f})"
-        return f"{stats.throughput:.0f}"
+            return f"{_ms(stats.median_ms)} ({_ms(stats.q1_ms)}-{_ms(stats.q3_ms)})"
+        return f"{stats.throughput:.4g}"
+
+    def _final(self, stats) -> str:
+        if stats is None:
+            return ""
+        return _ms(stats.median_ms) if self.objective == "latency" else f"{stats.throughput:.4g}"
 
     def table(self) -> str:
         """The ranked table (screening run for every measured row, the final run for finalists)."""
         unit = "ms (IQR)" if self.objective == "latency" else "items/s"
         metric = self.budget.split(">")[0].split("<")[0]
-        head = (f"{'#':>2}  {'candidate':<44} {unit:>18} {'final':>8} {metric:>15} {'top-1':>7} {'top-5':>7} "
+        width = max([len(r.label) for r in self.rows + self.baselines] + [9])
+        head = (f"{'#':>2}  {'candidate':<{width}} {unit:>20} {'final':>8} {metric:>15} {'top-1':>7} {'top-5':>7} "
                 f"{'KL':>8} {'max err':>8} {'MiB':>6} {'build s':>7}  verdict")
         lines = [head, "-" * len(head)]
         rank = 0
@@ -159,37 +166,42 @@ class TuneReport:
                 why = row.reason or row.status
                 if row.candidate.command:
                     why += f"; build it there with: {row.candidate.command}"
-                lines.append(f"{'-':>2}  {row.label:<44} {row.status}: {why}")
+                lines.append(f"{'-':>2}  {row.label:<{width}} {row.status}: {why}")
                 continue
             rank += 1
             f = row.fidelity
-            final = "" if row.final is None else (f"{row.final.median_ms:.2f}" if self.objective == "latency"
-                                                   else f"{row.final.throughput:.0f}")
             verdict = {True: "in budget", False: "OUTSIDE budget", None: "cannot judge"}[row.in_budget]
             if row is self.winner:
                 verdict += "  <- chosen"
             value = "n/a" if row.budget_value is None else f"{row.budget_value:.4g}"
             top5 = "" if f.top5_overlap is None else f"{f.top5_overlap:.2%}"
             kl = "" if f.mean_kl is None else f"{f.mean_kl:.2g}"
-            lines.append(f"{rank:>2}  {row.label:<44} {self._speed(row.screen):>18} {final:>8} {value:>15} "
-                         f"{f.top1_agreement:>7.2%} {top5:>7} {kl:>8} {f.max_abs_error:>8.3g} "
+            lines.append(f"{rank:>2}  {row.label:<{width}} {self._speed(row.screen):>20} {self._final(row.final):>8} "
+                         f"{value:>15} {f.top1_agreement:>7.2%} {top5:>7} {kl:>8} {f.max_abs_error:>8.3g} "
                          f"{row.built.size_mib:>6.1f} {row.built.seconds:>7.1f}  {verdict}")
         for row in self.baselines:
-            lines.append(f"{'':>2}  {row.label:<44} {self._speed(row.screen):>18} "
-                         f"{'' if row.final is None else self._speed(row.final).split()[0]:>8}  (baseline, not a "
-                         "candidate)")
+            lines.append(f"{'':>2}  {row.label:<{width}} {self._speed(row.screen):>20} {self._final(row.final):>8}  "
+                         "(baseline, not a candidate)")
         return "\n".join(lines)
 
     def _ratio(self, other: TuneRow | None) -> str | None:
-        """``"2.10x faster than X (8.66 ms)"`` (or slower) from the final run; None without one."""
+        """``"2.10x faster than X (8.66 ms)"`` (or slower, or no measurable difference) from the final
+        run; None without one."""
+        from deploylab.bench import compare_timings
+
         if other is None or other.final is None or self.winner is None or other is self.winner:
             return None
         w, o = self.winner.final, other.final
         if self.objective == "latency":
-            ratio, unit = o.median_ms / w.median_ms, f"{o.median_ms:.2f} ms"
+            ratio, unit, better, worse = o.median_ms / w.median_ms, f"{_ms(o.median_ms)} ms", "faster", "slower"
         else:
-            ratio, unit = w.throughput / o.throughput, f"{o.throughput:.0f}/s"
-        word = "faster" if ratio >= 1 else "slower"
+            ratio, unit = w.throughput / o.throughput, f"{o.throughput:.4g} items/s"
+            better, worse = "the throughput of", "the throughput of"
+        if not compare_timings(w, o).measurable:
+            return f"no measurable difference from {other.label} ({unit}; {ratio:.2f}x, within the spread)"
+        if self.objective == "throughput":
+            return f"{ratio:.2f}x {better} {other.label} ({unit})"
+        word = better if ratio >= 1 else worse
         return f"{max(ratio, 1 / ratio):.2f}x {word} than {other.label} ({unit})"
 
     def default_ort(self) -> TuneRow | None:
@@ -199,17 +211,20 @@ class TuneReport:
     def conclusion(self) -> str:
         """One line: what won and by how much over ONNX Runtime fp32 and PyTorch eager (the final run)."""
         if self.winner is None:
-            if not self.judged and self.measured:
+            if self.measured and all(r.in_budget is None for r in self.measured):
+                weights = ("give real weights (--checkpoint)" if not self.model.endswith(".onnx")
+                           else "export it with real weights")
                 return (f"nothing chosen: the fp32 reference gives {self.reference_classes} class(es) over "
-                        f"{self.held_out}, so the budget {self.budget} cannot judge any candidate (seeded weights?); "
-                        "give real weights (--checkpoint), or --allow-unjudged to choose by speed alone")
+                        f"{self.held_out.split(';')[0]}, so the budget {self.budget} cannot judge any candidate "
+                        f"(seeded weights?); {weights}, bound kl or max-abs-error, or --allow-unjudged to choose by "
+                        "speed alone")
             if not self.measured:
                 return "nothing chosen: no candidate could be measured here (see the reasons in the table)"
             return (f"nothing chosen: no measured candidate keeps the budget {self.budget} (see the table); "
                     "loosen it, or add precisions")
         w = self.winner
-        speed = (f"{w.final.median_ms:.2f} ms per call at batch {self.batch}" if self.objective == "latency"
-                 else f"{w.final.throughput:.0f} items/s at batch {self.batch}")
+        speed = (f"{_ms(w.final.median_ms)} ms per call at batch {self.batch}" if self.objective == "latency"
+                 else f"{w.final.throughput:.4g} items/s at batch {self.batch}")
         eager = next((r for r in self.baselines if r.candidate.backend == "pytorch"), None)
         versus = [t for t in (self._ratio(self.default_ort()), self._ratio(eager)) if t]
         kept = ("budget not judged: chosen by speed alone (--allow-unjudged)" if w.in_budget is None else
@@ -332,6 +347,15 @@ class TuneReport:
         if path is not None:
             save_figure(fig, path, dpi=110)
         return fig
+
+
+def _ms(value: float) -> str:
+    """Milliseconds to 3 significant figures, trailing zeros kept: 6.00, 18.2, 0.0406."""
+    import math
+
+    if not math.isfinite(value) or value <= 0:
+        return f"{value:g}"
+    return f"{value:.{max(0, 2 - math.floor(math.log10(value)))}f}"
 
 
 def choose_winner(finalists, objective: str) -> TuneRow | None:

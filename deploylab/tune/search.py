@@ -26,7 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from deploylab.errors import DeployLabError
-from deploylab.tune.artifacts import Built, build_artifact, fix_batch, make_candidate_runner, refusal_after_compile, runner_call
+from deploylab.tune.artifacts import (
+    Built,
+    build_artifact,
+    fix_batch,
+    make_candidate_runner,
+    refusal_after_compile,
+    runner_call,
+)
 from deploylab.tune.budget import Budget, parse_budget
 from deploylab.tune.candidates import OBJECTIVES, PRECISIONS, Candidate, plan_candidates
 from deploylab.tune.report import TuneReport, TuneRow
@@ -36,10 +43,13 @@ DEFAULT_TIME_BUDGET_S = 180.0
 #: The final run re-times the in-budget candidates within this factor of the best screened one.
 FINAL_WITHIN = 1.15
 FINAL_MAX = 4
-# Screening and final block settings per objective: (rounds, block, warmup).
-_SCREEN = {"latency": (3, 10, 2), "throughput": (3, 2, 1)}
-_FINAL = {"latency": (5, 20, 3), "throughput": (5, 4, 1)}
+# Screening and final block settings per objective: (rounds, block, warmup). A throughput call
+# is a whole batch (or a round of requests in flight), so it takes fewer, longer calls; the
+# screening only prunes, the final run decides.
+_SCREEN = {"latency": (3, 10, 2), "throughput": (2, 2, 1)}
+_FINAL = {"latency": (5, 20, 3), "throughput": (4, 3, 1)}
 _PAUSE_S = 0.2
+_MIN_BLOCK_S = {False: 0.1, True: 0.25}  # screening, final
 
 
 def parse_time_budget(text) -> float:
@@ -62,6 +72,15 @@ def _positive(value, name: str, high: int) -> int:
     return int(value)
 
 
+def _check_metric_defined(budget: Budget, outputs) -> None:
+    """Refuse a budget whose metric the model's outputs do not define (top-5 of 5 classes or fewer)."""
+    columns = int(np.prod(outputs.shape[1:])) if outputs.ndim > 1 else 1
+    needs = {"top5-overlap": 6, "kl": 2}.get(budget.metric, 0)
+    if columns < needs:
+        raise DeployLabError(f"--budget {budget}: the model's output has {columns} value(s) per input, and "
+                             f"{budget.metric} needs at least {needs}; bound top1-agreement or max-abs-error instead")
+
+
 def _check_out(out: Path) -> None:
     from deploylab.tune.report import REPORT_NAME, is_tune_report
 
@@ -70,6 +89,14 @@ def _check_out(out: Path) -> None:
     if out.is_dir() and any(out.iterdir()) and not is_tune_report(out / REPORT_NAME):
         raise DeployLabError(f"--out {str(out)!r} is a folder with other files in it; give an empty or new folder "
                              f"(or one a previous tune wrote: it holds {REPORT_NAME})")
+    try:  # made now, so an unwritable place fails before the search, not after it
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".deploylab-tune-{os.getpid()}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise DeployLabError(f"--out {str(out)!r} cannot be written ({exc.strerror or exc}); choose a folder you "
+                             "can write to") from None
 
 
 class _Model:
@@ -85,11 +112,12 @@ class _Model:
                 raise DeployLabError("--checkpoint applies to a model spec; an ONNX file carries its weights")
             if not given.is_file():
                 raise DeployLabError(f"model file {str(given)!r} does not exist")
-            self.path = work / given.name
-            if not fix_batch(given, self.path, batch):
-                self.path = given
+            self.path = work / f"{given.stem}_b{batch}.onnx"
             self.spec_text = str(given)
-            self.export_step = []
+            self.export_step = [f"python -c \"from deploylab.tune.artifacts import fix_batch; "
+                                f"fix_batch('{given.name}', '{self.path.name}', {batch})\"  # the batch dim fixed at {batch}"]
+            if not fix_batch(given, self.path, batch):
+                self.path, self.export_step = given, []
         else:
             self._export(str(model), checkpoint, batch, work)
         self.reference = (self.eager(threads) if self.bundle is not None
@@ -145,6 +173,7 @@ def tune(
     views: int | None = None,
     progress: bool = True,
     work_dir: str | Path | None = None,
+    calib_data: str | Path | None = None,
 ) -> TuneReport:
     """The fastest deployment of ``model`` on this machine that keeps ``budget``; see the module docstring.
 
@@ -158,7 +187,9 @@ def tune(
     input (seeded weights), choose by speed anyway and say so (otherwise nothing is chosen).
     ``views``: held-out photo views (default 320). ``work_dir``: build every candidate's
     artifact there and keep them (default: a temporary folder, removed at the end; the
-    winner is copied to ``out``). Returns the :class:`TuneReport`.
+    winner is copied to ``out``). ``calib_data``: int8 calibration inputs (an .npy/.npz of
+    preprocessed samples or an image folder; default: the built-in set for the input shape).
+    Returns the :class:`TuneReport`.
     """
     started = time.perf_counter()
     budget = budget if isinstance(budget, Budget) else parse_budget(budget)
@@ -176,13 +207,18 @@ def tune(
     cpus = int(env.get("cpu_count") or os.cpu_count() or 1)
     from deploylab.env import cpu_supports_bf16
 
-    plan = plan_candidates(backends, precisions, cpus=cpus, bf16_cpu=cpu_supports_bf16(env),
-                           tensorrt_here=tensorrt_here, model=Path(str(model)).name if str(model).endswith(".onnx")
-                           else "model.onnx", objective=objective)
+    def plan(onnx_name: str):
+        return plan_candidates(backends, precisions, cpus=cpus, bf16_cpu=cpu_supports_bf16(env),
+                               tensorrt_here=tensorrt_here, model=onnx_name, objective=objective)
+
+    plan("model.onnx")  # bad --backends or --precisions fail before anything loads
     out = Path(out) if out is not None else None
+    made_out = out is not None and not out.exists()
     if out is not None:
         _check_out(out)
     with contextlib.ExitStack() as stack:
+        if made_out:  # a search that fails leaves no empty folder of its own behind
+            stack.callback(lambda: out.is_dir() and not any(out.iterdir()) and out.rmdir())
         if work_dir is None:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="deploylab-tune-")))
         else:
@@ -191,7 +227,7 @@ def tune(
                 raise DeployLabError(f"work_dir {str(work)!r} is a file; give a folder")
             work.mkdir(parents=True, exist_ok=True)
         search = _Search(model, checkpoint, budget, objective, batch, plan, seconds, cpus, env, work,
-                         allow_unjudged, views, progress, started)
+                         allow_unjudged, views, progress, started, calib_data)
         report = search.run()
         if out is not None:
             report.write(out, search.winner_built)
@@ -200,11 +236,13 @@ def tune(
 
 class _Search:
     def __init__(self, model, checkpoint, budget, objective, batch, plan, seconds, cpus, env, work,
-                 allow_unjudged, views, progress, started):
-        self.budget, self.objective, self.batch, self.plan = budget, objective, batch, plan
+                 allow_unjudged, views, progress, started, calib_data=None):
+        self.budget, self.objective, self.batch = budget, objective, batch
         self.seconds, self.cpus, self.env, self.work = seconds, cpus, env, work
         self.allow_unjudged, self.progress, self.started = allow_unjudged, progress, started
+        self.calib_data = calib_data
         self.model = _Model(model, checkpoint, batch, work, cpus)
+        self.plan = plan(self.model.path.name)  # the build commands name the file tune exported
         from deploylab.batching import predict
         from deploylab.tune.heldout import held_out_inputs
 
@@ -215,6 +253,7 @@ class _Search:
                                  "instead")
         self.reference_outputs = predict(self.model.reference.activate(), self.held_out.inputs, 32 if
                                          self.model.bundle is not None else batch)
+        _check_metric_defined(budget, self.reference_outputs)
         self.built: dict[tuple, Built | str] = {}
         self.fidelity: dict[tuple, tuple] = {}  # numerics key -> (outputs, seconds per call)
         self.fidelity_owner: dict[tuple, str] = {}  # numerics key -> the candidate whose outputs those are
@@ -223,10 +262,16 @@ class _Search:
 
     # -- phase 1: build and judge
     def calibration(self):
+        """(samples, where they come from), made once; a failure is kept and raised for every int8 build."""
         if self._calibration is None:
             from deploylab.quantize.dispatch import calibration_for_model
 
-            self._calibration = calibration_for_model(self.model.path)
+            try:
+                self._calibration = calibration_for_model(self.model.path, self.calib_data)
+            except DeployLabError as exc:
+                self._calibration = exc
+        if isinstance(self._calibration, DeployLabError):
+            raise self._calibration
         return self._calibration
 
     def elapsed(self) -> float:
@@ -245,30 +290,41 @@ class _Search:
         for i, row in enumerate(runnable):
             first_seen.setdefault(row.candidate.numerics_key, i)
         runnable.sort(key=lambda r: (first_seen[r.candidate.numerics_key], -r.candidate.threads))
-        build_times = [1.0]
+        build_times, judge_times = [1.0], [0.0]
         with tqdm(total=len(runnable), desc="tune: build and judge", unit="candidate",
                   disable=not self.progress) as bar:
             for row in runnable:
                 bar.set_postfix_str(row.candidate.name)
                 key = row.candidate.build_key
                 new_build = key not in self.built
+                new_numerics = row.candidate.numerics_key not in self.fidelity
                 reserve = self._timing_estimate([r for r in rows if r.status == "measured"])
-                if (row is not runnable[0]
-                        and self.elapsed() + reserve + (max(build_times) if new_build else 0.5) > self.seconds):
-                    row.status, row.reason = "not measured", "time budget reached before it was built"
+                # the next step: its build (as long as the longest so far) and its judging (a full
+                # pass over the held-out inputs, or the siblings' short check)
+                judge = sum(judge_times[1:]) / max(1, len(judge_times) - 1)
+                step = (max(build_times) if new_build else 0.0) + (judge if new_numerics else 0.5)
+                if row is not runnable[0] and self.elapsed() + reserve + step > self.seconds:
+                    what = "built" if new_build else "judged"
+                    row.status, row.reason = "not measured", f"time budget spent before it was {what}"
                     bar.update()
                     continue
+                t0 = time.perf_counter()
                 self._build_and_judge(row)
                 if new_build and isinstance(self.built.get(key), Built):
                     build_times.append(self.built[key].seconds)
+                if new_numerics and row.status == "measured":
+                    judge_times.append(time.perf_counter() - t0 - (self.built[key].seconds if new_build else 0.0))
                 bar.update()
         measured = [r for r in rows if r.status == "measured"]
         extras = self._baselines(measured)
         self._time(measured, extras, final=False)
         finalists = pick_finalists(measured, self.allow_unjudged)
         if finalists:
-            baseline_rows = [r for r in measured if r.is_default_ort(self.cpus)] + list(extras)
-            self._time(list(dict.fromkeys(finalists + baseline_rows)), [], final=True)
+            # ONNX Runtime's default session is re-timed for the conclusion anyway: when it keeps the
+            # budget it competes in the final run like any finalist.
+            default = [r for r in measured if r.is_default_ort(self.cpus)]
+            finalists += [r for r in default if r not in finalists and pick_finalists([r], self.allow_unjudged)]
+            self._time(list(dict.fromkeys(finalists + default + list(extras))), [], final=True)
         report = TuneReport.assemble(self, rows, extras, finalists)
         self.winner_built = self.built.get(report.winner.candidate.build_key) if report.winner else None
         for row in rows + extras:
@@ -303,9 +359,12 @@ class _Search:
             row.status, row.reason = "refused", refusal
             return
         row.runner = runner
-        row.precision_run = runner.settings().precision
+        # ONNX Runtime's settings name the session's float precision; an int8 file runs int8 kernels
+        row.precision_run = runner.settings().precision if candidate.backend == "openvino" else candidate.precision
+        if self.objective == "throughput" and candidate.requests != 1:
+            row.in_flight = candidate.requests or runner.optimal_requests
         row.steps = self.model.export_step + built.steps
-        row.call = runner_call(candidate, built, self.batch)
+        row.call = runner_call(candidate, built, self.batch, row.in_flight)
         self._judge(row)
         row.status = "measured"
 
@@ -334,7 +393,9 @@ class _Search:
         if self.held_out.accepted is not None:
             row.accuracy_drop = 100.0 * (accuracy(self.reference_outputs, self.held_out.accepted)
                                          - accuracy(outputs, self.held_out.accepted))
-        judged = row.fidelity.reference_classes >= 2
+        # A constant classifier agrees with any other: class-based budgets cannot judge it. KL and
+        # the max abs error compare values, which a constant reference still pins down.
+        judged = row.fidelity.reference_classes >= 2 or not self.budget.counts_classes
         row.budget_value = self.budget.value_in(row.fidelity, row.accuracy_drop)
         row.in_budget = self.budget.met(row.budget_value) if judged else None
 
@@ -346,11 +407,20 @@ class _Search:
         return outputs, (time.perf_counter() - t0) / max(1, len(inputs) // self.batch)
 
     def _timing_estimate(self, rows) -> float:
+        """Seconds the screening of ``rows`` and the final run will take, from their judging pass's
+        seconds per call (a round of requests in flight takes about two single-thread calls)."""
+        if not rows:
+            return 0.0
         rounds, block, warmup = _SCREEN[self.objective]
-        final_rounds, final_block, _ = _FINAL[self.objective]
-        per = [r.seconds_per_call * max(1, r.candidate.requests or self.cpus) for r in rows]
-        screen = sum(rounds * (_PAUSE_S + (block + warmup) * p) for p in per)
-        final = (FINAL_MAX + 2) * final_rounds * (_PAUSE_S + final_block * (max(per) if per else 0.0))
+        final_rounds, final_block, final_warmup = _FINAL[self.objective]
+        per = [r.seconds_per_call * (2 if r.candidate.requests != 1 and self.objective == "throughput" else 1)
+               for r in rows]
+        screen = sum(rounds * (_PAUSE_S + max((block + warmup) * p, _MIN_BLOCK_S[False])) for p in per)
+        # the finalists are the fastest; the two baselines (eager, ORT fp32) are about as slow as the median
+        typical = sorted(per)[len(per) // 2]
+        final_block_s = [max((final_block + final_warmup) * p, _MIN_BLOCK_S[True])
+                         for p in [min(per)] * FINAL_MAX + [typical] * 2]
+        final = final_rounds * (sum(final_block_s) + (FINAL_MAX + 2) * _PAUSE_S)
         return screen + final
 
     # -- phase 2: time
@@ -380,11 +450,10 @@ class _Search:
         requests = row.candidate.requests
         if self.objective == "latency" or requests == 1:
             return (lambda: row.runner.infer(feed)), self.batch
-        in_flight = requests or row.runner.optimal_requests
+        in_flight = row.in_flight
         if row.pool is None:
             row.pool = RequestPool(row.runner, in_flight)
         feeds = [feed] * (2 * in_flight)
-        row.in_flight = in_flight
         return (lambda: row.pool.run(feeds)), self.batch * len(feeds)
 
     def _time(self, rows, extras, final: bool) -> None:
@@ -400,7 +469,10 @@ class _Search:
         if self.progress:
             print(f"tune: timing {len(everyone)} {'finalists' if final else 'candidates'} by blocks "
                   f"({rounds} rounds, {_PAUSE_S:g} s pauses, order rotating)", flush=True)
-        stats = time_blocks(calls, rounds=rounds, block=block, warmup=warmup, pause_s=_PAUSE_S, items_per_call=items)
+        # a block lasts at least this long, so a fast model's block is not a handful of microseconds
+        min_block = _MIN_BLOCK_S[final]
+        stats = time_blocks(calls, rounds=rounds, block=block, warmup=warmup, pause_s=_PAUSE_S, items_per_call=items,
+                            min_block_seconds=min_block)
         for row in everyone:
             if final:
                 row.final = stats[row.label]
