@@ -323,7 +323,8 @@ def throughput_goals(report, args, results: dict) -> None:
         runner.deactivate()
     print(f"  {'candidate':<52} {'items/s':>8} {'items/call':>10}")
     for key, s in sorted(stats.items(), key=lambda kv: -kv[1].throughput):
-        print(f"  {key:<52} {s.throughput:8.1f} {s.items_per_call:>10}{'  <- the tune winner' if key == winner.label else ''}")
+        mark = "  <- the tune winner" if key == winner.label else ""
+        print(f"  {key:<52} {s.throughput:8.1f} {s.items_per_call:>10}{mark}")
     out["timings"] = {k: s.to_dict() for k, s in stats.items()}
     w = stats[winner.label]
     best_key = max(stats, key=lambda k: stats[k].throughput)

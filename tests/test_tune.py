@@ -281,3 +281,19 @@ def test_out_must_be_new_empty_or_a_previous_tune(tmp_path):
 def test_an_onnx_file_with_another_fixed_batch_is_refused(tmp_path, lenet_ts11):
     with pytest.raises(DeployLabError, match="--batch 1"):
         tune(lenet_ts11.path, batch=4, **FAST)
+
+
+def test_the_command_writes_everything_and_exits_1_when_nothing_is_chosen(tmp_path):
+    command = [sys.executable, "-m", "deploylab.cli", "tune", "lenet", "--backends", "onnxruntime",
+               "--precisions", "fp32"]
+    chosen = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert chosen.returncode == 0, chosen.stderr
+    assert sorted(p.name for p in (tmp_path / "tune_lenet").iterdir()) == ["pareto.png", "tune.json", "winner.onnx"]
+    assert " won: " in chosen.stdout and "written to tune_lenet: tune.json, pareto.png, winner.onnx" in chosen.stdout
+    # a budget nothing keeps: the table and report still, no winner, exit 1
+    strict = subprocess.run(command + ["--budget", "max-abs-error<=1e-30", "--out", "strict"], capture_output=True,
+                            text=True, cwd=tmp_path, timeout=600)
+    assert strict.returncode == 1, strict.stderr
+    assert "nothing chosen: no measured candidate keeps the budget" in strict.stdout
+    assert sorted(p.name for p in (tmp_path / "strict").iterdir()) == ["pareto.png", "tune.json"]
+    assert json.loads((tmp_path / "strict" / "tune.json").read_text())["winner"] is None

@@ -14,6 +14,9 @@ def _cmd_tune(args) -> int:
     from deploylab.tune.search import parse_time_budget
 
     seconds = parse_time_budget(args.time_budget)  # bad flags fail before anything loads
+    if args.out is None:  # the table, plot, report and artifact always land somewhere, and the line says where
+        name = Path(args.model).stem if args.model.endswith(".onnx") else args.model
+        args.out = Path("tune_" + "".join(c if c.isalnum() or c in "-_." else "_" for c in name))
     report = tune(args.model, budget=args.budget, objective=args.objective, batch=args.batch,
                   backends=args.backends.split(","), precisions=args.precisions.split(","), time_budget=seconds,
                   out=args.out, checkpoint=args.checkpoint, allow_unjudged=args.allow_unjudged, views=args.views,
@@ -27,11 +30,10 @@ def _cmd_tune(args) -> int:
     print(report.table())
     print(report.conclusion())
     print(f"tune took {report.seconds:.0f} s (time budget {report.time_budget:.0f} s)")
-    if args.out is not None:
-        written = ["tune.json"] + (["pareto.png"] if report.measured else [])
-        if report.winner_file is not None:
-            written.append(report.winner_file.name)
-        print(f"written to {args.out}: {', '.join(written)}" + ("" if report.winner_file else " (no winner)"))
+    written = ["tune.json"] + (["pareto.png"] if report.measured else [])
+    if report.winner_file is not None:
+        written.append(report.winner_file.name)
+    print(f"written to {args.out}: {', '.join(written)}" + ("" if report.winner_file else " (no winner)"))
     return EXIT_OK if report.winner is not None else EXIT_CHECK_FAILED
 
 
@@ -50,7 +52,8 @@ def register(sub) -> None:
     p.add_argument("--time-budget", default="180s", help="time for the whole search, e.g. 180s or 3m; candidates "
                    "that do not fit are reported as not measured (cheapest are built first)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="folder for tune.json, pareto.png and the winner's artifact")
+                   help="folder for tune.json, pareto.png and the winner's artifact (default: tune_MODEL in the "
+                        "current folder)")
     p.add_argument("--checkpoint", type=Path, default=None, help="state dict for a model spec (.pth/.pt)")
     p.add_argument("--views", type=int, default=None,
                    help="held-out photo views to judge on (default 320; digits models use the whole test split)")

@@ -69,7 +69,8 @@ def setting_lines(report) -> list[str]:
         other = _sibling(report, w, field)
         if other is not None:
             mine, theirs = getattr(w.candidate, field), getattr(other.candidate, field)
-            what = f"{mine} thread(s) instead of {theirs}" if field == "threads" else f"the {mine} hint instead of {theirs}"
+            what = (f"{mine} thread(s) instead of {theirs}" if field == "threads"
+                    else f"the {mine} hint instead of {theirs}")
             lines.append(f"{what}: {_faster(report, w, other):.2f}x ({other.label}, same screening run)")
     return lines
 
@@ -115,7 +116,8 @@ def elsewhere_lines(report) -> list[str]:
     flags = report.environment.get("cpu_flags", {})
     if not flags.get("amx_tile"):
         lines.append("on a CPU with AMX (Intel Xeon 4th generation and later) OpenVINO runs bf16 and int8 matrix work "
-                     "on the tile units, which this run could not measure: tune there rather than carry this choice over")
+                     "on the tile units, which this run could not measure: tune there rather than carry this "
+                     "choice over")
     return lines
 
 

@@ -115,13 +115,14 @@ class _Model:
             self.path = work / f"{given.stem}_b{batch}.onnx"
             self.spec_text = str(given)
             self.export_step = [f"python -c \"from deploylab.tune.artifacts import fix_batch; "
-                                f"fix_batch('{given.name}', '{self.path.name}', {batch})\"  # the batch dim fixed at {batch}"]
+                                f"fix_batch('{given.name}', '{self.path.name}', {batch})\""
+                                f"  # the batch dim fixed at {batch}"]
             if not fix_batch(given, self.path, batch):
                 self.path, self.export_step = given, []
         else:
             self._export(str(model), checkpoint, batch, work)
-        self.reference = (self.eager(threads) if self.bundle is not None
-                          else OnnxRuntimeRunner(self.path, intra_op_threads=threads, name="onnxruntime fp32 (reference)"))
+        self.reference = (self.eager(threads) if self.bundle is not None else
+                          OnnxRuntimeRunner(self.path, intra_op_threads=threads, name="onnxruntime fp32 (reference)"))
 
     def _export(self, spec, checkpoint, batch, work):
         import warnings
@@ -181,7 +182,8 @@ def tune(
     ``budget``: ``METRIC>=N`` / ``METRIC<=N`` (:func:`~deploylab.tune.budget.parse_budget`).
     ``objective``: ``latency`` (median ms per call at ``batch``) or ``throughput`` (items/s,
     with requests in flight where the engine can use them). ``backends``/``precisions``:
-    the names to combine (lists, or comma-separated text); ``time_budget``: seconds (or ``"3m"``) for the whole search;
+    the names to combine (lists, or comma-separated text); ``time_budget``: seconds (or
+    ``"3m"``) for the whole search (the first candidate and the final run always run);
     ``out``: a folder for the report (``tune.json``), the Pareto plot and the winner's
     artifact. ``allow_unjudged``: when the reference gives one class for every held-out
     input (seeded weights), choose by speed anyway and say so (otherwise nothing is chosen).
