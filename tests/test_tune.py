@@ -59,7 +59,7 @@ def test_outside_the_budget_never_wins_whatever_its_speed():
 def test_throughput_prefers_more_items():
     rows = [_row("a", 2.0, True), _row("b", 4.0, True)]  # items per call 1: a does 500/s, b 250/s
     for row in rows:
-        row._objective = "throughput"
+        row.objective = "throughput"
     assert choose_winner(pick_finalists(rows), "throughput").candidate.recipe == "a"
 
 

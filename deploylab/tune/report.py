@@ -42,6 +42,7 @@ class TuneRow:
     seconds_per_call: float = 0.0
     screen: object = None  # TimingStats of the screening run
     final: object = None  # TimingStats of the final run (finalists and baselines)
+    objective: str = "latency"  # what "faster" means for this row's costs
 
     def __post_init__(self):
         if not self.status:
@@ -64,9 +65,7 @@ class TuneRow:
 
     @property
     def screen_cost(self) -> float:
-        return self.cost(self.screen, self._objective)
-
-    _objective = "latency"
+        return self.cost(self.screen, self.objective)
 
     def to_dict(self) -> dict:
         c = self.candidate
@@ -117,8 +116,6 @@ class TuneReport:
     def assemble(cls, search, rows, baselines, finalists) -> TuneReport:
         import time
 
-        for row in rows + baselines:
-            row._objective = search.objective
         measured = [r for r in rows if r.status == "measured"]
         classes = max((r.fidelity.reference_classes for r in measured if r.fidelity is not None), default=0)
         winner = choose_winner(finalists, search.objective)
