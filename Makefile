@@ -35,7 +35,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@# build it against the venv's setuptools<81; it builds as the pure-Python "lite" mmcv.
 	MMCV_WITH_OPS=0 $(PIP) install $(PIP_FLAGS) --no-build-isolation mmcv==1.7.2
 	$(PIP) install $(PIP_FLAGS) mmcls==0.25.0
-	$(BIN)/python -c "import deploylab, torch, onnx, onnxruntime, openvino, mmcls; print('deploylab ready: torch', torch.__version__)"
+	@# tritonclient 2.73.0 pins ml-dtypes<=0.5.4 and (grpc extra) protobuf<7, older than onnx needs;
+	@# deploylab uses only its model_config_pb2, which loads with these (tests/test_triton_repo.py).
+	$(PIP) install $(PIP_FLAGS) --no-deps tritonclient==2.73.0
+	$(BIN)/python -c "import deploylab, torch, onnx, onnxruntime, openvino, mmcls, ray.serve, tritonclient.grpc.model_config_pb2; print('deploylab ready: torch', torch.__version__)"
 	touch $(STAMP)
 
 # Order-only on the venv: editing the wheel list re-downloads only the wheels, and reinstalling

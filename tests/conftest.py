@@ -156,3 +156,42 @@ def one_line_error(result: CliResult, *named: str) -> str:
     for text in named:
         assert text in lines[0], (text, lines[0])
     return lines[0]
+
+
+# ---------------------------------------------------------------- serving (Ray)
+@pytest.fixture(scope="session")
+def efficientnet_onnx(tmp_path_factory):
+    """EfficientNet-Lite0 with its real ImageNet weights, exported with a dynamic batch (read-only)."""
+    from deploylab.export import export_bundle
+    from deploylab.models import resolve_model
+
+    path = tmp_path_factory.mktemp("efficientnet") / "efficientnet_lite0.onnx"
+    export_bundle(resolve_model("efficientnet_lite0"), path, dynamic_batch=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def efficientnet_runner(efficientnet_onnx):
+    from deploylab.backends.onnxruntime import OnnxRuntimeRunner
+
+    return OnnxRuntimeRunner(efficientnet_onnx, intra_op_threads=2)
+
+
+@pytest.fixture(scope="session")
+def sample_photos():
+    from deploylab.data.images import sample_image_paths
+
+    return sample_image_paths()
+
+
+@pytest.fixture(scope="session")
+def ray_instance():
+    """One local Ray for every test that serves or runs Ray Data; shut down at the end."""
+    from deploylab.serve.ray_local import ray_module, start_ray
+
+    started = start_ray()
+    try:
+        yield ray_module()
+    finally:
+        if started:
+            ray_module().shutdown()

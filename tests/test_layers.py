@@ -28,7 +28,7 @@ RANKS = {
     "compare": 5, "batching": 5, "rewrite": 5, "postprocess": 5, "graph_plot": 5, "plots": 5,
     "export": 6, "custom_ops": 6, "bench": 6,
     "profiling": 7, "quantize": 7, "support": 7,
-    "problems": 8, "tune": 8, "cli": 9,
+    "problems": 8, "tune": 8, "serve": 8, "cli": 9,
 }
 MAX_LINES = 600
 

@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from deploylab.cli import bench, build, export, machine, quantize, run, support, tune
+from deploylab.cli import bench, build, export, machine, quantize, run, serve, support, tune
 from deploylab.cli._base import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_INTERNAL, EXIT_OK, Parser
 from deploylab.errors import DeployLabError
 from deploylab.paths import DISK_ERRNOS
@@ -21,7 +21,7 @@ from deploylab.text import first_line
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_INTERNAL", "EXIT_OK", "build_parser", "main"]
 
 # In the order `deploylab --help` lists them.
-_COMMAND_GROUPS = (export, run, build, bench, quantize, tune, machine, support)
+_COMMAND_GROUPS = (export, run, build, bench, quantize, tune, serve, machine, support)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,25 +34,15 @@ def _load_input(path: Path, runner, model_path: Path | None = None) -> tuple[dic
         if array.ndim == len(spec.shape) - 1:
             array = array[None]  # one sample without its batch dim
         return {spec.name: array}, f"input: {path.name} as given (.npy, no preprocessing)"
-    from deploylab.data.preprocess import ImagePreprocessing
-    from deploylab.onnx_tools import preprocessing_for_artifact
+    from deploylab.serve.requests import preprocessing_for_model
 
-    prep, source = preprocessing_for_artifact(model_path) if model_path is not None else (None, "")
-    channels, height, width = spec.shape[1:] if len(spec.shape) == 4 else (None, None, None)
-    if prep is not None:
-        if isinstance(height, int) and (prep.crop_size != height or prep.crop_size != width):
-            raise DeployLabError(f"{source} makes {prep.crop_size}x{prep.crop_size} inputs, but the model "
-                                 f"input is {spec.describe()}; re-export the model")
-        return {spec.name: prep.batch([path])}, f"preprocessing: {source}"
-    if channels != 3 or not isinstance(height, int) or height != width:
+    prep, how = preprocessing_for_model(model_path, spec)
+    if prep is None:
         raise DeployLabError(
             f"{str(path)!r} is an image, but the model input is {spec.describe()}: images are "
             "preprocessed only for square 3-channel inputs; pass the input as a .npy array instead"
         )
-    prep = ImagePreprocessing(resize_short=round(height * 256 / 224), crop_size=height)
-    return {spec.name: prep.batch([path])}, (
-        f"preprocessing: {source}; using the default {prep.name} (resize {prep.resize_short}, crop {height}, "
-        "ImageNet mean/std): re-export with deploylab export to record the model's own")
+    return {spec.name: prep.batch([path])}, how
 
 
 def _cmd_run(args) -> int:

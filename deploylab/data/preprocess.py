@@ -131,12 +131,18 @@ class ImagePreprocessing:
         ``cv2.imdecode(bytes, cv2.IMREAD_COLOR)`` (EXIF orientation applied, grey and alpha
         images converted to 3-channel BGR).
         """
-        cv2 = _cv2()
         path = Path(path)
         if not path.is_file():
             what = "is a directory, not an image file" if path.is_dir() else "does not exist"
             raise DeployLabError(f"image {str(path)!r} {what}; give the path of a JPEG or PNG file")
-        data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+        return ImagePreprocessing.decode(path.read_bytes(), f"image {str(path)!r}")
+
+    @staticmethod
+    def decode(data: bytes, source: str = "image") -> np.ndarray:
+        """:meth:`load` on bytes already read (an upload, a row of a dataset); ``source`` names them
+        in the error."""
+        cv2 = _cv2()
+        data = np.frombuffer(data, dtype=np.uint8)
         image = None
         if data.size:
             # libjpeg/libpng print their warnings straight to descriptor 2; kept, and named if decoding fails
@@ -148,7 +154,7 @@ class ImagePreprocessing:
         if image is None:
             decoder = first_line("".join(said)) if data.size and "".join(said).strip() else ""
             raise DeployLabError(
-                f"image {str(path)!r} ({data.size} bytes) could not be decoded by OpenCV"
+                f"{source} ({data.size} bytes) could not be decoded by OpenCV"
                 + (f" ({decoder})" if decoder else "")
                 + "; it is empty, corrupt or not an image format OpenCV reads (JPEG, PNG, BMP, TIFF, WebP)"
             )
