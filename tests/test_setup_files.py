@@ -33,7 +33,7 @@ def _pins(lines) -> dict[str, str]:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s=]+)", line)
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[A-Za-z0-9,._-]+\])?==([^\s=]+)", line)
         assert match, f"not an exact pin: {line!r}"
         name = _norm(match[1])
         assert name not in pins, f"{name} pinned twice"

@@ -104,10 +104,10 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="engine threads per replica (default: the cores shared between the replicas)")
     p.add_argument("--max-ongoing", type=int, default=None,
-                   help="requests a replica holds at once (default 2 x --max-batch)")
+                   help="requests a replica holds at once (default 2 x --max-batch, at least 8)")
     p.add_argument("--max-queued", type=int, default=None,
                    help="requests queued beyond those; more are answered 503 + Retry-After "
-                        "(default 4 x --max-batch x --replicas)")
+                        "(default 4 x --max-batch x --replicas, at least 32)")
     p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body in MiB (default 8)")
     p.add_argument("--address", default=None,
                    help="a running Ray cluster to serve on (default: start Ray on this machine; RAY_ADDRESS works too)")

@@ -41,7 +41,7 @@ _RUNNING: list = []
 @dataclass(frozen=True)
 class ServeConfig:
     """Everything a server is started with. ``max_ongoing`` (per replica) and ``max_queued`` (for the
-    deployment) default to 2 x ``max_batch`` and 4 x ``max_batch`` x ``replicas``; ``threads`` (engine
+    deployment) default to 2 x ``max_batch`` (at least 8) and 4 x ``max_batch`` x ``replicas`` (at least 32); ``threads`` (engine
     threads per replica) defaults to this machine's cores shared between the replicas."""
 
     model: str
@@ -66,11 +66,11 @@ class ServeConfig:
 
     @property
     def ongoing_limit(self) -> int:
-        return self.max_ongoing or max(2 * self.max_batch, 2)
+        return self.max_ongoing or max(2 * self.max_batch, 8)
 
     @property
     def queue_limit(self) -> int:
-        return self.max_queued if self.max_queued is not None else 4 * self.max_batch * self.replicas
+        return self.max_queued if self.max_queued is not None else max(32, 4 * self.max_batch * self.replicas)
 
     def checked(self) -> ServeConfig:
         """This config, after the checks that need no engine (each refusal names the value)."""
@@ -91,6 +91,13 @@ class ServeConfig:
         if self.max_queued is not None and self.max_queued < 0:
             raise DeployLabError(f"max_queued must be >= 0, got {self.max_queued}")
         return replace(self, model=str(model.resolve()))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on now (the system's choice), for a server that needs one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def _port_free(host: str, port: int) -> bool:
@@ -171,6 +178,9 @@ class Server:
         if not _port_free(config.host, config.port):
             self._stop_ray()
             raise DeployLabError(f"port {config.port} on {config.host} is in use; pass another --port")
+        import logging
+
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)  # one INFO line per deploy otherwise
         serve.start(http_options={"host": config.host, "port": config.port},
                     logging_config={"enable_access_log": False, "log_level": "WARNING"})
         try:
@@ -185,6 +195,32 @@ class Server:
             raise DeployLabError(f"the server did not start: {first_line(exc, limit=400)}") from exc
         self.running = True
         _RUNNING[:] = [self]
+        self.start_seconds = time.perf_counter() - t0
+        return self
+
+    def reconfigure(self, **changes) -> Server:
+        """The running app redeployed with ``changes`` to its config (max_batch, batch_wait_ms, limits,
+        threads...; not host or port: Serve's HTTP proxy keeps those until it stops). The old
+        replicas drain first; Ray and the proxy stay up, so this takes seconds, not a restart."""
+        if not self.running:
+            raise DeployLabError("the server is not running; start() it first")
+        if {"host", "port", "address"} & set(changes):
+            raise DeployLabError("host, port and address stay as started; stop() and start a new Server to change them")
+        config = replace(self.config, **changes).checked()
+        from deploylab.backends.registry import backend_for_artifact, make_runner, spec_for
+        from deploylab.serve.requests import serving_batch
+
+        backend = config.backend or backend_for_artifact(config.model)
+        serving_batch(make_runner(backend, config.model, **spec_for(backend).runner_options()), config.max_batch)
+        ray_module()
+        from ray import serve
+
+        from deploylab.serve.replica import Gate
+
+        t0 = time.perf_counter()
+        self._drain()
+        self.config, self._gate = config, Gate.remote()
+        serve.run(_deployment(config).bind(config, self._gate), name=APP_NAME, route_prefix="/", blocking=False)
         self.start_seconds = time.perf_counter() - t0
         return self
 

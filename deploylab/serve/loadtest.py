@@ -28,6 +28,8 @@ from deploylab.errors import DeployLabError
 MAX_LEVEL = 256
 MAX_SECONDS = 600.0
 MAX_REQUESTS = 1_000_000
+#: Seconds a client waits after a 429/503 before it sends again.
+BACKOFF_S = 0.05
 
 
 def parse_url(url: str) -> tuple[str, int, str]:
@@ -71,6 +73,7 @@ class LevelResult:
     batch_sizes: Counter = field(default_factory=Counter)
     lost: int = 0
     retry_after: set = field(default_factory=set)
+    server_ms: dict = field(default_factory=dict)  # Server-Timing parts of 200 answers, e.g. "engine": [...]
 
     @property
     def sent(self) -> int:
@@ -93,13 +96,22 @@ class LevelResult:
         total = sum(self.batch_sizes.values())
         return sum(size * n for size, n in self.batch_sizes.items()) / total if total else math.nan
 
+    def breakdown(self) -> dict[str, float]:
+        """Median ms per request in each part the server timed (preprocess, queue, engine), and the
+        rest of the client's latency ("http": the proxy, routing, the network and the client)."""
+        parts = {name: float(np.median(values)) for name, values in self.server_ms.items() if values}
+        if parts and self.latencies_ms and all(len(v) == len(self.latencies_ms) for v in self.server_ms.values()):
+            rest = np.array(self.latencies_ms) - np.sum([self.server_ms[n] for n in parts], axis=0)
+            parts["http"] = float(np.median(rest))
+        return parts
+
     def to_dict(self) -> dict:
         return {"concurrency": self.concurrency, "seconds": round(self.seconds, 3), "sent": self.sent,
                 "ok": self.ok, "throughput": round(self.throughput, 2),
                 "p50_ms": self.percentile(50), "p90_ms": self.percentile(90), "p99_ms": self.percentile(99),
                 "mean_batch": self.mean_batch, "batch_sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
                 "statuses": {str(k): v for k, v in sorted(self.statuses.items())}, "lost": self.lost,
-                "retry_after": sorted(self.retry_after)}
+                "retry_after": sorted(self.retry_after), "breakdown_ms": self.breakdown()}
 
 
 @dataclass
@@ -123,7 +135,23 @@ class LoadTestReport:
         return {"url": self.url, "levels": [r.to_dict() for r in self.levels]}
 
 
-def _client(host, port, path, body, headers, deadline, budget, result, lock, timeout):
+def _server_timing(header: str | None) -> list[tuple[str, float]]:
+    """``"engine;dur=12.5, queue;dur=1"`` -> ``[("engine", 12.5), ("queue", 1.0)]`` (the W3C
+    Server-Timing syntax; parts without a duration are left out)."""
+    parts = []
+    for item in (header or "").split(","):
+        name, _, params = item.strip().partition(";")
+        for param in params.split(";"):
+            key, _, value = param.strip().partition("=")
+            if key == "dur":
+                try:
+                    parts.append((name, float(value)))
+                except ValueError:
+                    pass
+    return parts
+
+
+def _client(host, port, path, body, headers, deadline, budget, result, lock, timeout, backoff):
     connection = None
     while time.perf_counter() < deadline:
         with lock:
@@ -149,12 +177,16 @@ def _client(host, port, path, body, headers, deadline, budget, result, lock, tim
             result.statuses[response.status] += 1
             if response.status == 200:
                 result.latencies_ms.append(elapsed)
+                for name, ms in _server_timing(response.getheader("Server-Timing")):
+                    result.server_ms.setdefault(name, []).append(ms)
                 try:
                     result.batch_sizes[int(json.loads(data)["batch_size"])] += 1
                 except (ValueError, KeyError, TypeError):
                     pass
             elif response.getheader("Retry-After"):
                 result.retry_after.add(response.getheader("Retry-After"))
+        if response.status in (429, 503):
+            time.sleep(backoff)  # retrying at once would only burn the cores a local client shares with the server
         if response.getheader("Connection", "").lower() == "close":
             connection.close()
             connection = None
@@ -163,9 +195,10 @@ def _client(host, port, path, body, headers, deadline, budget, result, lock, tim
 
 
 def run_level(url: str, body: bytes, content_type: str, concurrency: int, seconds: float,
-              max_requests: int | None = None, timeout: float = 60.0) -> LevelResult:
+              max_requests: int | None = None, timeout: float = 60.0, backoff: float = BACKOFF_S) -> LevelResult:
     """``concurrency`` clients for ``seconds`` (or until ``max_requests`` are sent); every request
-    sent is in the result once."""
+    sent is in the result once. A client answered 429/503 waits ``backoff`` seconds before its next
+    request (not the whole ``Retry-After``: the load stays on)."""
     host, port, path = parse_url(url)
     if not 1 <= concurrency <= MAX_LEVEL:
         raise DeployLabError(f"concurrency must be from 1 to {MAX_LEVEL}, got {concurrency}")
@@ -176,7 +209,8 @@ def run_level(url: str, body: bytes, content_type: str, concurrency: int, second
     headers = {"Content-Type": content_type, "Connection": "keep-alive"}
     start = time.perf_counter()
     threads = [threading.Thread(target=_client, daemon=True,
-                                args=(host, port, path, body, headers, start + seconds, budget, result, lock, timeout))
+                                args=(host, port, path, body, headers, start + seconds, budget, result, lock, timeout,
+                                      backoff))
                for _ in range(concurrency)]
     for thread in threads:
         thread.start()

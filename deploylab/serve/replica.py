@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -96,11 +97,14 @@ class ModelServer:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # set per server in __init__
     async def predict_batch(self, samples):
+        """Answers for a batch of samples, each with (batch start, engine end) times."""
         from deploylab.serve.requests import answer
 
         loop = asyncio.get_running_loop()
+        began = time.perf_counter()
         scores = await loop.run_in_executor(self.engine, self._run, samples)
-        return [answer(row, self.classes, self.config.top_k, len(samples)) for row in scores]
+        ended = time.perf_counter()
+        return [(answer(row, self.classes, self.config.top_k, len(samples)), began, ended) for row in scores]
 
     def health(self) -> dict:
         return {"status": "ready", "model": Path(self.config.model).name, "backend": self.runner.backend,
@@ -147,11 +151,19 @@ class ModelServer:
             if declared and declared.isdigit() and int(declared) > self.reader.max_body_bytes:
                 raise BadRequest(413, f"request body of {int(declared):,} bytes is over the server's limit of "
                                       f"{self.reader.max_body_bytes:,}; send a smaller image")
-            sample = self.reader.read(await request.body(), request.headers.get("content-type", ""))
+            body = await request.body()
+            received = time.perf_counter()
+            sample = self.reader.read(body, request.headers.get("content-type", ""))
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         try:
-            return JSONResponse(await self.predict_batch(sample))
+            queued = time.perf_counter()
+            result, began, ended = await self.predict_batch(sample)
+            # where the time went, in the standard Server-Timing header (ms): decoding and preprocessing,
+            # waiting for the batch to form and start, the engine call of the whole batch
+            timing = (f"preprocess;dur={(queued - received) * 1e3:.2f}, queue;dur={(began - queued) * 1e3:.2f}, "
+                      f"engine;dur={(ended - began) * 1e3:.2f}")
+            return JSONResponse(result, headers={"Server-Timing": timing})
         except Exception as exc:  # noqa: BLE001 - the engine failed on a batch: answer 500, keep serving
             from deploylab.text import first_line
 
