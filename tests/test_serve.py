@@ -218,3 +218,12 @@ def test_overload_answers_503_with_retry_after_and_loses_nothing(ray_instance, e
         assert set(result.statuses) <= {200, 503} and result.statuses[503] > 0 and result.ok > 0
         assert result.retry_after == {"2"}
         assert _call(server.config.port, "/health", method="GET")[0] == 200  # alive after
+
+
+def test_more_replica_threads_than_cpus_are_refused(ray_instance, efficientnet_onnx):
+    from deploylab.serve.app import ServeConfig, Server
+
+    cpus = int(ray_instance.cluster_resources()["CPU"])
+    config = ServeConfig(str(efficientnet_onnx), replicas=2, threads=cpus, port=_free_port())
+    with pytest.raises(DeployLabError, match=rf"2 replicas x {cpus} threads need {2 * cpus} CPUs"):
+        Server(config, keep_ray=True).start()

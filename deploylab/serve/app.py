@@ -41,8 +41,11 @@ _RUNNING: list = []
 @dataclass(frozen=True)
 class ServeConfig:
     """Everything a server is started with. ``max_ongoing`` (per replica) and ``max_queued`` (for the
-    deployment) default to 2 x ``max_batch`` (at least 8) and 4 x ``max_batch`` x ``replicas`` (at least 32); ``threads`` (engine
-    threads per replica) defaults to this machine's cores shared between the replicas."""
+    deployment) default to 2 x ``max_batch`` (at least 8) and 4 x ``max_batch`` x ``replicas`` (at least
+    32); ``threads`` (engine threads per replica) defaults to this machine's cores shared between the
+    replicas. ``spinning``: whether idle engine threads spin waiting for the next batch (ONNX Runtime's
+    ``allow_spinning``; off by default: on a server, spinning takes the cores that the HTTP proxy and
+    the request handling need)."""
 
     model: str
     backend: str | None = None
@@ -57,6 +60,7 @@ class ServeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     top_k: int = 5
     retry_after_s: int = 1
+    spinning: bool = False
     address: str | None = None
     extra: dict = field(default_factory=dict)
 
