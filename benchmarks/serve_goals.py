@@ -221,7 +221,8 @@ def breakdown_table(levels) -> str:
 def cpu_table(levels, cpu: list[dict]) -> str:
     groups = ("proxy", "replica", "client", "ray other")
     lines = ["CPU per answered image by process (ms; cores used in brackets). The replica's figure holds "
-             "preprocessing and the engine, whose idle threads spin for a while after each call",
+             "preprocessing, the engine and the request handling (the engine threads do not spin: "
+             "deploylab serve turns spinning off)",
              f"{'clients':>7} " + " ".join(f"{g:>16}" for g in groups) + f" {'total cores':>11}"]
     for r, used in zip(levels, cpu):
         cells = [f"{used.get(g, 0) * 1000 / max(r.ok, 1):>8.1f} ({used.get(g, 0) / r.seconds:4.2f})" for g in groups]
@@ -326,7 +327,8 @@ def overload_goal(model, body, threads, args, results) -> None:
     from deploylab.serve.loadtest import BACKOFF_S
 
     print(f"refusals: {r.statuses.get(503, 0) / r.seconds:.0f} x 503 per second (each client sends again "
-          f"{BACKOFF_S * 1000:.0f} ms after a 503, not after Retry-After), proxy CPU {used.get('proxy', 0) / r.seconds:.2f} cores")
+          f"{BACKOFF_S * 1000:.0f} ms after a 503, not after Retry-After), proxy CPU "
+          f"{used.get('proxy', 0) / r.seconds:.2f} cores")
     backoff = router_max_backoff_s()
     if backoff is not None:
         print(f"for context: the bound plus Ray Serve's longest router retry backoff ({backoff * 1000:.0f} ms: a "

@@ -206,8 +206,10 @@ def test_shutdown_drains_in_flight_requests(server, photo):
         _call(port, "/health", method="GET")
 
 
-def test_overload_answers_503_with_retry_after_and_loses_nothing(ray_instance, efficientnet_onnx, photo):
-    """After the module's server has stopped (one Serve app per Ray instance): tight limits, 24 clients."""
+def test_overload_answers_503_with_retry_after_and_loses_nothing(server, efficientnet_onnx, photo):
+    """Tight limits, 24 clients, on a server of its own (one Serve app per Ray instance: the module's
+    server is stopped first)."""
+    server.stop()
     from deploylab.serve.app import ServeConfig, Server
 
     config = ServeConfig(str(efficientnet_onnx), max_batch=2, batch_wait_ms=0, port=_free_port(),
@@ -220,10 +222,37 @@ def test_overload_answers_503_with_retry_after_and_loses_nothing(ray_instance, e
         assert _call(server.config.port, "/health", method="GET")[0] == 200  # alive after
 
 
-def test_more_replica_threads_than_cpus_are_refused(ray_instance, efficientnet_onnx):
+def test_more_replica_threads_than_cpus_are_refused(server, ray_instance, efficientnet_onnx):
     from deploylab.serve.app import ServeConfig, Server
+
+    server.stop()  # one Serve app per Ray instance
 
     cpus = int(ray_instance.cluster_resources()["CPU"])
     config = ServeConfig(str(efficientnet_onnx), replicas=2, threads=cpus, port=_free_port())
     with pytest.raises(DeployLabError, match=rf"2 replicas x {cpus} threads need {2 * cpus} CPUs"):
         Server(config, keep_ray=True).start()
+
+
+def test_a_server_that_never_had_a_request_stops_at_once(server, efficientnet_onnx):
+    """Its replica reports to the gate from its constructor on: the drain does not wait its 30 s."""
+    from deploylab.serve.app import DRAIN_SECONDS, ServeConfig, Server
+
+    server.stop()  # the module's: one Serve app per Ray instance
+    idle = Server(ServeConfig(str(efficientnet_onnx), port=_free_port()), keep_ray=True).start()
+    began = time.perf_counter()
+    idle.stop()
+    assert time.perf_counter() - began < DRAIN_SECONDS / 3
+
+
+def test_reader_refuses_nesting_and_casts_images_to_the_input_dtype(efficientnet_runner, photo):
+    from dataclasses import replace
+
+    from deploylab.serve.requests import preprocessing_for_model
+
+    spec = efficientnet_runner.inputs[0]
+    prep, _ = preprocessing_for_model(efficientnet_runner.model_path, spec)
+    with pytest.raises(BadRequest) as caught:
+        RequestReader(spec, prep).read(b"[" * 200_000, "application/json")
+    assert caught.value.status == 400
+    half = RequestReader(replace(spec, dtype=np.dtype(np.float16)), prep)
+    assert half.read(photo.read_bytes()).dtype == np.float16

@@ -155,7 +155,8 @@ def test_tensorrt_plan_repo_reads_the_build_record(fake_plan, tmp_path):
 def test_plan_without_a_record_is_refused(fake_plan, tmp_path):
     bare = tmp_path / "bare.plan"
     bare.write_bytes(b"not deserializable here")
-    with pytest.raises(DeployLabError, match=r"no deploylab build record.*deploylab build MODEL.onnx --backend tensorrt"):
+    with pytest.raises(DeployLabError,
+                       match=r"no deploylab build record.*deploylab build MODEL.onnx --backend tensorrt"):
         write_triton_repo(bare, tmp_path / "models")
     stale = fake_plan()
     stale.write_bytes(stale.read_bytes()[::-1])  # replaced after its record was written

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
 from deploylab.cli._base import EXIT_CHECK_FAILED, EXIT_OK, MAX_BATCH, check_threads, int_in, parse_sizes
+from deploylab.errors import DeployLabError
 
 
 def _cmd_serve(args) -> int:
     from deploylab.serve.app import ServeConfig, Server
 
     check_threads(args.threads)
+    if not (math.isfinite(args.max_body_mb) and 0 < args.max_body_mb <= 2048):
+        raise DeployLabError(f"--max-body-mb must be a number above 0 and at most 2048, got {args.max_body_mb}")
     config = ServeConfig(str(args.model), backend=args.backend, max_batch=args.max_batch,
                          batch_wait_ms=args.batch_wait_ms, replicas=args.replicas, threads=args.threads,
                          host=args.host, port=args.port, max_ongoing=args.max_ongoing, max_queued=args.max_queued,
@@ -116,7 +120,8 @@ def register(sub) -> None:
     p = sub.add_parser("load-test", help="load-test a served model: throughput, p50/p90/p99, batch sizes, errors")
     p.add_argument("url", help="the server, e.g. http://127.0.0.1:8000 (POSTs to /predict unless a path is given)")
     p.add_argument("--input", type=Path, required=True, help="what every request sends: an image, .npy or .json")
-    p.add_argument("--concurrency", default="1,4,16", help="clients at a time, one level after another (default 1,4,16)")
+    p.add_argument("--concurrency", default="1,4,16",
+                   help="clients at a time, one level after another (default 1,4,16)")
     p.add_argument("--seconds", type=float, default=10.0, help="length of each level in seconds (default 10)")
     p.add_argument("--max-requests", type=int_in(1, 1_000_000), default=None,
                    help="most requests per level (default: as many as fit in --seconds)")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from deploylab.errors import DeployLabError
 from deploylab.serve.ray_local import ray_module, start_ray
-from deploylab.serve.requests import DEFAULT_MAX_BODY_BYTES
+from deploylab.serve.requests import DEFAULT_MAX_BODY_BYTES, MAX_IMAGE_PIXELS
 
 APP_NAME = "deploylab"
 #: Seconds a replica may take to finish the requests it holds when the server stops.
@@ -92,9 +92,33 @@ class ServeConfig:
         if self.max_ongoing is not None and self.max_ongoing < self.max_batch:
             raise DeployLabError(f"max_ongoing {self.max_ongoing} is below max_batch {self.max_batch}: a replica "
                                  "could never hold a full batch; give at least max_batch")
-        if self.max_queued is not None and self.max_queued < 0:
-            raise DeployLabError(f"max_queued must be >= 0, got {self.max_queued}")
+        if self.max_queued is not None and (isinstance(self.max_queued, bool) or not isinstance(self.max_queued, int)
+                                            or self.max_queued < 1):
+            raise DeployLabError(f"max_queued must be an integer >= 1 (Ray Serve takes no smaller queue), "
+                                 f"got {self.max_queued!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise DeployLabError(f"threads must be a positive integer (or None for the default), got {self.threads!r}")
         return replace(self, model=str(model.resolve()))
+
+
+def _wait_for_cpus(ray, seconds: float = 10.0) -> None:
+    """Wait until the stopped replicas' CPUs are free again, so work started next (a Ray Data job)
+    does not queue for them."""
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        if ray.available_resources().get("CPU", 0) >= ray.cluster_resources().get("CPU", 0):
+            return
+        time.sleep(0.1)
+
+
+def _check_cpus(ray, config: ServeConfig) -> None:
+    """Refuse replicas x threads beyond Ray's CPUs (the replicas would wait for CPUs for ever)."""
+    cpus = ray.cluster_resources().get("CPU", 0)
+    need = config.replicas * config.engine_threads
+    if need > cpus:
+        raise DeployLabError(f"{config.replicas} replicas x {config.engine_threads} threads need {need} CPUs, but Ray "
+                             f"has {cpus:g}: give fewer --replicas or --threads (replicas x threads <= {cpus:g})")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -127,7 +151,8 @@ def _deployment(config: ServeConfig):
         max_ongoing_requests=config.ongoing_limit, max_queued_requests=config.queue_limit,
         backpressure_config=BackpressureConfig(status_code=503, retry_after_s=config.retry_after_s),
         graceful_shutdown_timeout_s=DRAIN_SECONDS, graceful_shutdown_wait_loop_s=0.5,
-        ray_actor_options={"num_cpus": config.engine_threads},
+        ray_actor_options={"num_cpus": config.engine_threads,
+                           "runtime_env": {"env_vars": {"OPENCV_IO_MAX_IMAGE_PIXELS": str(MAX_IMAGE_PIXELS)}}},
         logging_config={"enable_access_log": False, "log_level": "WARNING"},
     )
 
@@ -167,18 +192,18 @@ class Server:
         if _RUNNING and _RUNNING[0] is not self and _RUNNING[0].running:
             other = _RUNNING[0]
             raise DeployLabError(f"a server is already running in this process ({other.url}, "
-                                 f"{Path(other.config.model).name}); Ray Serve runs one per Ray instance: stop it first")
+                                 f"{Path(other.config.model).name}); Ray Serve runs one per Ray instance: "
+                                 "stop it first")
         t0 = time.perf_counter()
         self._started_ray = start_ray(config.address) or self._started_ray
         ray = ray_module()
         from ray import serve
 
-        cpus = ray.cluster_resources().get("CPU", 0)
-        if config.replicas * config.engine_threads > cpus:
+        try:
+            _check_cpus(ray, config)
+        except DeployLabError:
             self._stop_ray()
-            raise DeployLabError(
-                f"{config.replicas} replicas x {config.engine_threads} threads need {config.replicas * config.engine_threads}"
-                f" CPUs, but Ray has {cpus:g}: give fewer --replicas or --threads (replicas x threads <= {cpus:g})")
+            raise
         if not _port_free(config.host, config.port):
             self._stop_ray()
             raise DeployLabError(f"port {config.port} on {config.host} is in use; pass another --port")
@@ -215,16 +240,29 @@ class Server:
         from deploylab.serve.requests import serving_batch
 
         backend = config.backend or backend_for_artifact(config.model)
-        serving_batch(make_runner(backend, config.model, **spec_for(backend).runner_options()), config.max_batch)
-        ray_module()
+        probe = make_runner(backend, config.model, **spec_for(backend).runner_options())
+        serving_batch(probe, config.max_batch)  # everything that can be refused is, before the drain
+        probe.deactivate()
+        ray = ray_module()
+        _check_cpus(ray, config)
         from ray import serve
 
         from deploylab.serve.replica import Gate
 
-        t0 = time.perf_counter()
-        self._drain()
-        self.config, self._gate = config, Gate.remote()
-        serve.run(_deployment(config).bind(config, self._gate), name=APP_NAME, route_prefix="/", blocking=False)
+        t0, previous = time.perf_counter(), self.config
+        deployment = _deployment(config)
+        self._drain()  # new arrivals get 503 + Retry-After until the new replicas are up
+        try:
+            self.config, self._gate = config, Gate.remote()
+            serve.run(deployment.bind(config, self._gate), name=APP_NAME, route_prefix="/", blocking=False)
+        except Exception as exc:  # the new replicas failed: bring the previous config back, say why
+            from deploylab.text import first_line
+
+            self.config, self._gate = previous, Gate.remote()
+            serve.run(_deployment(previous).bind(previous, self._gate), name=APP_NAME, route_prefix="/",
+                      blocking=False)
+            raise DeployLabError(f"the new settings did not start ({first_line(exc, limit=300)}); the server "
+                                 "runs its previous settings again") from exc
         self.start_seconds = time.perf_counter() - t0
         return self
 
@@ -235,8 +273,9 @@ class Server:
         if gate is None:
             return
         ray.get(gate.close.remote())
-        deadline = time.perf_counter() + DRAIN_SECONDS
-        while time.perf_counter() < deadline and not ray.get(gate.drained.remote(self.config.replicas)):
+        deadline, quiet = time.perf_counter() + DRAIN_SECONDS, 0
+        while time.perf_counter() < deadline and quiet < 2:  # drained twice in a row: nothing was on its way
+            quiet = quiet + 1 if ray.get(gate.drained.remote(self.config.replicas)) else 0
             time.sleep(0.05)
         ray.kill(gate)
         self._gate = None
@@ -257,6 +296,7 @@ class Server:
                 self._drain()
                 serve.delete(APP_NAME, _blocking=True)
             serve.shutdown()
+            _wait_for_cpus(ray)
         self.running = False
         if _RUNNING and _RUNNING[0] is self:
             _RUNNING.clear()

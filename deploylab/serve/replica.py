@@ -28,6 +28,8 @@ from deploylab.serve.requests import BadRequest
 
 #: How often a replica reads the gate and reports what it holds.
 GATE_POLL_S = 0.05
+#: Serve batches that may wait for the engine at once (their samples are merged in the engine queue).
+MAX_BATCHES_IN_LINE = 1024
 
 
 @ray.remote(num_cpus=0)
@@ -97,6 +99,13 @@ class ModelServer:
         self.predict_batch.set_batch_wait_timeout_s(config.batch_wait_ms / 1000)
         self._run([self.reader_example()])  # warm-up: the first call builds kernels
         threading.Thread(target=self._engine_loop, name="deploylab-engine", daemon=True).start()
+        if gate is not None:
+            # Serve runs the constructor on the replica's event loop: report from the start, so that a
+            # replica that never had a request drains at once too
+            try:
+                self._watch = asyncio.get_running_loop().create_task(self._watch_gate())
+            except RuntimeError:
+                pass  # no running loop here: the first request starts the watcher
 
     def reader_example(self):
         import numpy as np
@@ -112,7 +121,11 @@ class ModelServer:
         batch = stack_batch(samples, self.smallest)
         return self.runner.infer({self.reader.spec.name: batch})[self.output][: len(samples)]
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # set per server in __init__
+    # max_batch_size and the wait are set per server in __init__. max_concurrent_batches: by default
+    # (1) each batch holds Serve's semaphore until its answers are back (ray 2.60.0 serve/batching.py,
+    # _process_sub_batches), so batches formed meanwhile wait outside, unmerged; with more, they all
+    # reach the engine queue below, which merges them.
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005, max_concurrent_batches=MAX_BATCHES_IN_LINE)
     async def predict_batch(self, samples):
         """Answers for a batch of samples, each with (engine batch size, its start, its end). The
         samples join the engine's queue; the engine takes whatever is queued, up to max_batch."""
@@ -138,19 +151,30 @@ class ModelServer:
             with self._queue_lock:
                 while not self._queue:
                     self._queued.wait()
-                taken = [self._queue.popleft() for _ in range(min(len(self._queue), self.config.max_batch))]
+                taken = self._take_one_shape()
             began = time.perf_counter()
             try:
-                scores = self._run([sample for sample, _, _ in taken])
-                error = None
-            except Exception as exc:  # noqa: BLE001 - answered as a 500 by the request's handler
-                error = exc
+                scores, error = self._run([sample for sample, _, _ in taken]), None
+            except Exception as exc:  # noqa: BLE001 - answered as a 500 by each request's handler
+                scores, error = None, exc
             ended = time.perf_counter()
             for row, (_, future, loop) in enumerate(taken):
-                if error is None:
-                    loop.call_soon_threadsafe(_settle, future, (scores[row], len(taken), began, ended), None)
-                else:
-                    loop.call_soon_threadsafe(_settle, future, None, error)
+                try:
+                    result = None if error else (scores[row], len(taken), began, ended)
+                    loop.call_soon_threadsafe(_settle, future, result, error)
+                except Exception:  # noqa: BLE001 - a closed loop (replica stopping): nobody waits any more
+                    pass
+
+    def _take_one_shape(self) -> list:
+        """Up to max_batch queued samples of the first one's shape (inputs with free non-batch dims can
+        differ per request, and one batch holds one shape); the others keep their place in the queue."""
+        shape = self._queue[0][0].shape
+        taken, kept = [], collections.deque()
+        while self._queue and len(taken) < self.config.max_batch:
+            item = self._queue.popleft()
+            (taken if item[0].shape == shape else kept).append(item)
+        self._queue.extendleft(reversed(kept))
+        return taken
 
     def health(self) -> dict:
         return {"status": "ready", "model": Path(self.config.model).name, "backend": self.runner.backend,
@@ -199,7 +223,8 @@ class ModelServer:
                                       f"{self.reader.max_body_bytes:,}; send a smaller image")
             body = await request.body()
             received = time.perf_counter()
-            sample = self.reader.read(body, request.headers.get("content-type", ""))
+            # decoding and preprocessing off the event loop, which keeps accepting and batching meanwhile
+            sample = await asyncio.to_thread(self.reader.read, body, request.headers.get("content-type", ""))
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=exc.status)
         try:

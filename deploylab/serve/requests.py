@@ -24,6 +24,12 @@ from deploylab.text import shape_text
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20
 
 
+#: The largest decoded image a server accepts. OpenCV itself stops at 2**30 pixels
+#: (``OPENCV_IO_MAX_IMAGE_PIXELS``), which a 3 MB PNG can reach (3 GB decoded): the replica sets that
+#: variable to this value, so such a file fails to decode instead of exhausting memory.
+MAX_IMAGE_PIXELS = 2**26
+
+
 class BadRequest(DeployLabError):
     """A request the server refuses: ``status`` is the HTTP status, the message the reason."""
 
@@ -112,11 +118,18 @@ class RequestReader:
             image = ImagePreprocessing.decode(body, "request body")
         except DeployLabError as exc:
             raise BadRequest(415, f"{exc}; send JPEG/PNG bytes or JSON of a preprocessed array") from None
-        return self.prep(image)
+        height, width = image.shape[:2]
+        if height * width > MAX_IMAGE_PIXELS:
+            raise BadRequest(413, f"image of {width}x{height} pixels is over the server's limit of "
+                                  f"{MAX_IMAGE_PIXELS:,} pixels; send a smaller image")
+        return self.prep(image).astype(self.spec.dtype, copy=False)
 
     def _array(self, body: bytes) -> np.ndarray:
         try:
             data = json.loads(body)
+        except RecursionError:
+            raise BadRequest(400, "request body nests JSON too deeply; send "
+                                  '{"array": [...], "shape": [...]} nested as deep as the input\'s rank') from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(400, f"request body is not valid JSON ({exc}); send "
                                   '{"array": [...], "shape": [...]}') from None
@@ -129,7 +142,7 @@ class RequestReader:
                                   f"{want_dtype.name} values")
         try:
             array = np.asarray(data["array"], dtype=np.float64)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
             raise BadRequest(422, "array must be a (nested) list of numbers of one shape") from None
         if "shape" in data:
             shape = data["shape"]
