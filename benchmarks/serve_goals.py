@@ -40,35 +40,18 @@ import json
 import logging
 import math
 import os
-import socket
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from goals import goal
 
 RATIO_GOAL = 0.80
 PHOTO = "chelsea_cat.jpg"
 DIRECT_BATCHES = (1, 2, 4, 8)
 PARTS = ("preprocess", "queue", "engine", "http")
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("met" if ok else "NOT MET")
-
-
-def goal(results: dict, key: str, text: str, ok: bool | None, **numbers) -> None:
-    """Print one goal line and keep it (with its numbers) for --json."""
-    line = f"GOAL {key}: {text} -> {verdict(ok)}"
-    print(line, flush=True)
-    results.setdefault("goals", []).append({"goal": key, "line": line, "met": ok, **numbers})
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def http_status(url: str, method: str = "GET", body: bytes | None = None, content_type: str = "") -> int | None:
@@ -182,7 +165,7 @@ def at_batch(throughputs: dict[int, float], batch: float) -> tuple[int, float, f
 
 # ---------------------------------------------------------------- the served path
 def start_server(model: Path, threads: int, **limits):
-    from deploylab.serve.app import ServeConfig, Server
+    from deploylab.serve.app import ServeConfig, Server, free_port
 
     config = ServeConfig(str(model), threads=threads, port=free_port(), **limits)
     server = Server(config, keep_ray=True).start()

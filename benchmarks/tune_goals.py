@@ -35,19 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from goals import goal
 
 WALL_GOAL_S = 180.0
-
-
-def verdict(ok: bool | None) -> str:
-    return "n/a" if ok is None else ("met" if ok else "NOT MET")
-
-
-def goal(results: dict, key: str, text: str, ok: bool | None, **numbers) -> None:
-    """Print one goal line and keep it (with its numbers) for --json."""
-    line = f"GOAL {key}: {text} -> {verdict(ok)}"
-    print(line, flush=True)
-    results.setdefault("goals", []).append({"goal": key, "line": line, "met": ok, **numbers})
 
 
 def eligible(report, allow_unjudged: bool) -> list:

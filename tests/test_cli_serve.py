@@ -97,3 +97,12 @@ def test_serve_command_answers_and_stops_cleanly_on_ctrl_c(efficientnet_onnx, sa
         raise AssertionError("the port still answers after the server stopped")
     except OSError:
         pass
+
+
+def test_load_test_and_serve_refuse_bad_values_in_one_line(cli, efficientnet_onnx, tmp_path):
+    result = cli("load-test", "http://127.0.0.1:9", "--input", str(tmp_path / "missing.jpg"))
+    one_line_error(result, "missing.jpg", "does not exist")
+    result = cli("serve", str(efficientnet_onnx), "--max-body-mb", "nan")
+    one_line_error(result, "--max-body-mb", "nan")
+    result = cli("serve", str(efficientnet_onnx), "--threads", "0")
+    one_line_error(result, "threads", "positive integer")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -14,16 +13,11 @@ import numpy as np
 import pytest
 
 from deploylab.errors import DeployLabError
+from deploylab.serve.app import free_port
 from deploylab.serve.loadtest import parse_url, run_level
 from deploylab.serve.requests import BadRequest, RequestReader, answer, serving_batch, stack_batch
 
 CAT = "chelsea_cat.jpg"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _call(port, path="/predict", body=b"", method="POST", content_type="image/jpeg", headers=None):
@@ -44,7 +38,7 @@ def photo(sample_photos):
 def server(ray_instance, efficientnet_onnx):
     from deploylab.serve.app import ServeConfig, Server
 
-    config = ServeConfig(str(efficientnet_onnx), max_batch=8, batch_wait_ms=20, port=_free_port(),
+    config = ServeConfig(str(efficientnet_onnx), max_batch=8, batch_wait_ms=20, port=free_port(),
                          max_ongoing=16, max_queued=64, max_body_bytes=4 * 2**20)
     server = Server(config, keep_ray=True).start()
     try:
@@ -111,11 +105,11 @@ def test_server_refuses_at_start_a_batch_the_ir_cannot_take(lenet_ir):
     from deploylab.serve.app import ServeConfig, Server
 
     with pytest.raises(DeployLabError, match="cannot be served at --max-batch 64"):
-        Server(ServeConfig(str(lenet_ir), max_batch=64, port=_free_port())).start()
+        Server(ServeConfig(str(lenet_ir), max_batch=64, port=free_port())).start()
 
 
 def test_load_test_counts_a_refused_connection_as_lost():
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     result = run_level(f"http://127.0.0.1:{port}", b"x", "image/jpeg", concurrency=2, seconds=0.3)
     assert result.ok == 0 and result.lost >= 2 and result.sent == result.lost
     with pytest.raises(DeployLabError, match="must be http://"):
@@ -212,7 +206,7 @@ def test_overload_answers_503_with_retry_after_and_loses_nothing(server, efficie
     server.stop()
     from deploylab.serve.app import ServeConfig, Server
 
-    config = ServeConfig(str(efficientnet_onnx), max_batch=2, batch_wait_ms=0, port=_free_port(),
+    config = ServeConfig(str(efficientnet_onnx), max_batch=2, batch_wait_ms=0, port=free_port(),
                          max_ongoing=2, max_queued=2, retry_after_s=2)
     with Server(config, keep_ray=True) as server:
         result = run_level(server.predict_url, photo.read_bytes(), "image/jpeg", concurrency=24, seconds=3)
@@ -228,7 +222,7 @@ def test_more_replica_threads_than_cpus_are_refused(server, ray_instance, effici
     server.stop()  # one Serve app per Ray instance
 
     cpus = int(ray_instance.cluster_resources()["CPU"])
-    config = ServeConfig(str(efficientnet_onnx), replicas=2, threads=cpus, port=_free_port())
+    config = ServeConfig(str(efficientnet_onnx), replicas=2, threads=cpus, port=free_port())
     with pytest.raises(DeployLabError, match=rf"2 replicas x {cpus} threads need {2 * cpus} CPUs"):
         Server(config, keep_ray=True).start()
 
@@ -238,7 +232,7 @@ def test_a_server_that_never_had_a_request_stops_at_once(server, efficientnet_on
     from deploylab.serve.app import DRAIN_SECONDS, ServeConfig, Server
 
     server.stop()  # the module's: one Serve app per Ray instance
-    idle = Server(ServeConfig(str(efficientnet_onnx), port=_free_port()), keep_ray=True).start()
+    idle = Server(ServeConfig(str(efficientnet_onnx), port=free_port()), keep_ray=True).start()
     began = time.perf_counter()
     idle.stop()
     assert time.perf_counter() - began < DRAIN_SECONDS / 3

@@ -112,6 +112,17 @@ def _wait_for_cpus(ray, seconds: float = 10.0) -> None:
         time.sleep(0.1)
 
 
+def _check_batch(config: ServeConfig) -> None:
+    """Refuse a max batch the engine was not built for (its bounds read from the artifact, no Ray)."""
+    from deploylab.backends.registry import backend_for_artifact, make_runner, spec_for
+    from deploylab.serve.requests import serving_batch
+
+    backend = config.backend or backend_for_artifact(config.model)
+    probe = make_runner(backend, config.model, **spec_for(backend).runner_options())
+    serving_batch(probe, config.max_batch)
+    probe.deactivate()
+
+
 def _check_cpus(ray, config: ServeConfig) -> None:
     """Refuse replicas x threads beyond Ray's CPUs (the replicas would wait for CPUs for ever)."""
     cpus = ray.cluster_resources().get("CPU", 0)
@@ -181,14 +192,8 @@ class Server:
         return f"{self.url}/predict"
 
     def start(self) -> Server:
-        from deploylab.backends.registry import backend_for_artifact, make_runner, spec_for
-        from deploylab.serve.requests import serving_batch
-
         config = self.config
-        backend = config.backend or backend_for_artifact(config.model)
-        probe = make_runner(backend, config.model, **spec_for(backend).runner_options())
-        serving_batch(probe, config.max_batch)  # refused here, before Ray starts, with the reason
-        probe.deactivate()
+        _check_batch(config)  # refused here, before Ray starts, with the reason
         if _RUNNING and _RUNNING[0] is not self and _RUNNING[0].running:
             other = _RUNNING[0]
             raise DeployLabError(f"a server is already running in this process ({other.url}, "
@@ -236,13 +241,7 @@ class Server:
         if {"host", "port", "address"} & set(changes):
             raise DeployLabError("host, port and address stay as started; stop() and start a new Server to change them")
         config = replace(self.config, **changes).checked()
-        from deploylab.backends.registry import backend_for_artifact, make_runner, spec_for
-        from deploylab.serve.requests import serving_batch
-
-        backend = config.backend or backend_for_artifact(config.model)
-        probe = make_runner(backend, config.model, **spec_for(backend).runner_options())
-        serving_batch(probe, config.max_batch)  # everything that can be refused is, before the drain
-        probe.deactivate()
+        _check_batch(config)  # everything that can be refused is, before the drain
         ray = ray_module()
         _check_cpus(ray, config)
         from ray import serve
